@@ -28,7 +28,7 @@ import hashlib
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from lxml import etree
@@ -335,8 +335,8 @@ def _parse_isotime(text: str | None, time_scale: str) -> datetime | None:
     except ValueError as exc:
         raise VOEventRejected(f"unreadable event time ISOTime={text[:64]!r}") from exc
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    moment = moment.astimezone(timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
     if time_scale in ("UTC", ""):
         return moment
     return _to_utc_from_scale(moment, time_scale)
@@ -354,7 +354,7 @@ def _to_utc_from_scale(moment: datetime, time_scale: str) -> datetime:
         t = Time(naive, scale=time_scale.lower())
     else:
         raise VOEventRejected(f"unknown time system {time_scale!r} in coord_system_id")
-    return t.utc.to_datetime(timezone=timezone.utc)
+    return t.utc.to_datetime(timezone=UTC)
 
 
 def _float_or_none(text: str | None) -> float | None:
