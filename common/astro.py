@@ -10,7 +10,7 @@ This module imports no Django: it is used by ``devices`` and the pure scheduling
 from __future__ import annotations
 
 import warnings
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 _configured = False
 
@@ -57,7 +57,7 @@ def earth_location(*, latitude_deg: float, longitude_deg: float, elevation_m: fl
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def to_time(value: datetime | Time | float) -> Time:
@@ -67,10 +67,10 @@ def to_time(value: datetime | Time | float) -> Time:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ValueError("naive datetime: PyROS works in aware UTC datetimes only")
-        return Time(value.astimezone(timezone.utc), scale="utc")
+        return Time(value.astimezone(UTC), scale="utc")
     return Time(float(value), format="jd", scale="utc")
 
 
 def to_datetime(value: Time) -> datetime:
     """An aware UTC datetime from an astropy Time."""
-    return value.to_datetime(timezone=timezone.utc)
+    return value.to_datetime(timezone=UTC)

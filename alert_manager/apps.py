@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class AlertManagerConfig(AppConfig):
+    name = "alert_manager"

@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from celery import shared_task
+
+from common import services
+
+
+@shared_task(name="pyros.common.log_purge", soft_time_limit=120, time_limit=150)
+def log_purge() -> int:
+    return services.log_purge()
+
+
+@shared_task(name="pyros.common.ping")
+def ping(*, value: int) -> dict:
+    """Round-trip check used by tests and `make run`'s health check: proves broker + worker work."""
+    import os
+
+    return {"value": value, "pid": os.getpid()}

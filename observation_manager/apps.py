@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class ObservationManagerConfig(AppConfig):
+    name = "observation_manager"

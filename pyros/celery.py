@@ -1,0 +1,65 @@
+"""The one Celery app of PyROS: queues, routes, limits and the beat schedule live here."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+from celery import Celery
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pyros.settings")
+
+app = Celery("pyros")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+
+QUEUES = ("alerts", "execution", "scheduling", "monitoring", "analysis", "default")
+
+# Task names are `pyros.<app>.<task>`; the app part decides the queue. A task whose app is not
+# listed goes to `default`. Specific task names may override their app's queue.
+ROUTES_BY_APP = {
+    "alert_manager": "alerts",
+    "observation_manager": "execution",
+    "scheduler": "scheduling",
+    "monitoring": "monitoring",
+    "analyzer": "analysis",
+}
+ROUTES_BY_TASK: dict[str, str] = {}
+
+
+def route_task(name, args, kwargs, options, task=None, **kw):
+    if name in ROUTES_BY_TASK:
+        return {"queue": ROUTES_BY_TASK[name]}
+    parts = name.split(".")
+    if len(parts) >= 3 and parts[0] == "pyros":
+        return {"queue": ROUTES_BY_APP.get(parts[1], "default")}
+    return {"queue": "default"}
+
+
+app.conf.update(
+    task_queues=[Queue(name) for name in QUEUES],
+    task_default_queue="default",
+    task_routes=(route_task,),
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    result_expires=3600,
+    timezone="UTC",
+    enable_utc=True,
+    # Defaults; tasks that legitimately run longer (a sequence) declare their own limits.
+    task_soft_time_limit=300,
+    task_time_limit=360,
+    # Work on hardware is at-most-once: acknowledge on receipt, the database row is the truth.
+    task_acks_late=False,
+    worker_prefetch_multiplier=1,
+    worker_hijack_root_logger=False,
+    broker_connection_retry_on_startup=True,
+)
+
+# The beat schedule, in one place. Entries are added by the issues that build each task.
+BEAT_SCHEDULE = {
+    "log-purge": {"task": "pyros.common.log_purge", "schedule": timedelta(hours=6)},
+}
+app.conf.beat_schedule = BEAT_SCHEDULE
+
+app.autodiscover_tasks()

@@ -1,0 +1,242 @@
+"""PyROS settings. Everything that differs between machines comes from the environment; the
+defaults are the embedded ones (SQLite, a file-system Celery broker, the built-in INDI simulators),
+so `make run` works on a bare machine. The README lists every variable."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from pyros.env import env_bool, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("PYROS_VAR_DIR", str(BASE_DIR / "var"))).resolve()
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = env_bool("DEBUG", True)
+
+
+def _secret_key() -> str:
+    key = env_str("SECRET_KEY", "")
+    if key:
+        return key
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
+    # Local use: generate once and keep it under var/ so sessions survive restarts.
+    path = VAR_DIR / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_bootstrap5",
+    "pyrosapp",
+    "common",
+    "user_manager",
+    "routine_manager",
+    "scheduler",
+    "alert_manager",
+    "majordome",
+    "observation_manager",
+    "monitoring",
+    "analyzer",
+    "dashboard",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "user_manager.middleware.LoginRequiredMiddleware",
+]
+
+ROOT_URLCONF = "pyros.urls"
+WSGI_APPLICATION = "pyros.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "common.context_processors.pyros",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'pyros.sqlite3'}"),
+        conn_max_age=env_int("PYROS_DB_CONN_MAX_AGE", 60),
+    )
+}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # Several processes (web, workers, beat, Comet) share one SQLite file: wait for locks
+    # instead of failing, and use WAL so readers do not block the writer.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+         "transaction_mode": "IMMEDIATE"}
+    )
+
+AUTH_USER_MODEL = "pyrosapp.User"
+AUTHENTICATION_BACKENDS = ["user_manager.backends.ValidatedAccountBackend"]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "user_manager:login"
+LOGIN_REDIRECT_URL = "dashboard:home"
+LOGOUT_REDIRECT_URL = "user_manager:login"
+
+LANGUAGE_CODE = "en-gb"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+STATIC_URL = "/static/"
+STATIC_ROOT = VAR_DIR / "static"
+def _plotly_js_dir() -> str:
+    # plotly.min.js ships inside the pinned `plotly` wheel: serve it from there (no CDN, no copy in git).
+    import plotly
+
+    return str(Path(plotly.__file__).parent / "package_data")
+
+
+STATICFILES_DIRS = [BASE_DIR / "static", ("vendor/plotly", _plotly_js_dir())]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = DEBUG
+
+# Images (FITS, quick-looks, calibration masters) live under the data directory.
+PYROS_DATA_DIR = Path(env_str("PYROS_DATA_DIR", str(VAR_DIR / "data"))).resolve()
+MEDIA_ROOT = PYROS_DATA_DIR
+
+# E-mail: console by default; PYROS_EMAIL_FILE_PATH writes each message to a file instead.
+_email_dir = env_str("PYROS_EMAIL_FILE_PATH", "")
+if env_str("EMAIL_HOST", ""):
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = env_str("EMAIL_HOST", "")
+    EMAIL_PORT = env_int("EMAIL_PORT", 25)
+elif _email_dir:
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = _email_dir
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "pyros@localhost")
+
+# --- Production hardening (active when DEBUG is off; `manage.py check --deploy` is clean) ---
+if not DEBUG:
+    SESSION_COOKIE_SECURE = env_bool("PYROS_SECURE_COOKIES", True)
+    CSRF_COOKIE_SECURE = env_bool("PYROS_SECURE_COOKIES", True)
+    SECURE_SSL_REDIRECT = env_bool("PYROS_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = env_int("PYROS_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+# --- REST API ---
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer", "rest_framework.renderers.BrowsableAPIRenderer"],
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "PyROS API",
+    "DESCRIPTION": "Observation requests, schedule, alerts and observatory control of PyROS.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# --- Celery (one app in pyros/celery.py; queues and routes there) ---
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+BROKER_DIR = VAR_DIR / "broker"
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    for sub in ("queue", "processed", "control"):
+        (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR / "queue"),
+        "data_folder_out": str(BROKER_DIR / "queue"),
+        "processed_folder": str(BROKER_DIR / "processed"),
+        "control_folder": str(BROKER_DIR / "control"),
+        "store_processed": False,
+        "polling_interval": 0.05,
+    }
+    _default_results = f"file://{VAR_DIR / 'celery-results'}"
+    (VAR_DIR / "celery-results").mkdir(parents=True, exist_ok=True)
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {}
+    _default_results = "rpc://"
+CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", _default_results)
+
+# --- Observatory ---
+PYROS_WEB_PORT = env_int("PYROS_WEB_PORT", 8000)
+PYROS_WEB_HOST = env_str("PYROS_WEB_HOST", "127.0.0.1")
+PYROS_COMET_PORT = env_int("PYROS_COMET_PORT", 8098)
+PYROS_COMET_WHITELIST = env_str("PYROS_COMET_WHITELIST", "127.0.0.1/32")
+PYROS_COMET_REMOTES = env_list("PYROS_COMET_REMOTES", [])
+PYROS_INDI_HOST = env_str("PYROS_INDI_HOST", "127.0.0.1")
+PYROS_INDI_PORT = env_int("PYROS_INDI_PORT", 7624)
+PYROS_SIMULATOR_SPEED = env_float("PYROS_SIMULATOR_SPEED", 1.0)
+PYROS_DEMO_SITE = env_str("PYROS_DEMO_SITE", "")
+PYROS_REQUIRE_SERVICES = env_bool("PYROS_REQUIRE_SERVICES", False)
+PYROS_LOG_LEVEL = env_str("PYROS_LOG_LEVEL", "INFO")
+PYROS_LOG_RETENTION_DAYS = env_int("PYROS_LOG_RETENTION_DAYS", 30)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"console": {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "console"},
+        "database": {"class": "common.logging.DatabaseLogHandler", "level": "INFO"},
+    },
+    "loggers": {
+        "pyros": {"handlers": ["console", "database"], "level": PYROS_LOG_LEVEL, "propagate": False},
+        "django": {"handlers": ["console"], "level": "WARNING"},
+        "celery": {"handlers": ["console"], "level": "INFO"},
+    },
+}

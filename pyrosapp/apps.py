@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class PyrosAppConfig(AppConfig):
+    name = "pyrosapp"
+    verbose_name = "PyROS data"

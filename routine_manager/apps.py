@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class RoutineManagerConfig(AppConfig):
+    name = "routine_manager"

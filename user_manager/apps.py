@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class UserManagerConfig(AppConfig):
+    name = "user_manager"

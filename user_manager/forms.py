@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+from django import forms
+from django.contrib.auth import authenticate, password_validation
+from django.contrib.auth.forms import AuthenticationForm
+
+from pyrosapp.models import User
+
+
+class EmailAuthenticationForm(AuthenticationForm):
+    """Login by e-mail, telling pending and refused accounts why they cannot log in."""
+
+    username = forms.EmailField(label="E-mail", widget=forms.EmailInput(attrs={"autofocus": True, "autocomplete": "email"}))
+
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "invalid_login": "Wrong e-mail or password.",
+        "pending": "Your account is awaiting validation by an administrator. You will receive an e-mail when it is validated.",
+        "refused": "Your account request was refused. Contact the observatory if you think this is a mistake.",
+    }
+
+    def clean(self):
+        email = (self.cleaned_data.get("username") or "").lower()
+        password = self.cleaned_data.get("password")
+        if email and password:
+            self.user_cache = authenticate(self.request, username=email, password=password)
+            if self.user_cache is None:
+                user = User.objects.filter(email=email).first()
+                if user is not None and user.check_password(password):
+                    if user.account_state == User.AccountState.PENDING:
+                        raise forms.ValidationError(self.error_messages["pending"], code="pending")
+                    if user.account_state == User.AccountState.REFUSED:
+                        raise forms.ValidationError(self.error_messages["refused"], code="refused")
+                raise self.get_invalid_login_error()
+            self.confirm_login_allowed(self.user_cache)
+        return self.cleaned_data
+
+
+class RegistrationForm(forms.ModelForm):
+    password1 = forms.CharField(label="Password", widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+                                help_text=password_validation.password_validators_help_text_html())
+    password2 = forms.CharField(label="Password again", widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))
+
+    class Meta:
+        model = User
+        fields = ["email", "first_name", "last_name", "institute"]
+
+    def clean_email(self):
+        email = self.cleaned_data["email"].lower()
+        if User.objects.filter(email=email).exists():
+            raise forms.ValidationError("An account with this e-mail already exists.")
+        return email
+
+    def clean(self):
+        cleaned = super().clean()
+        p1, p2 = cleaned.get("password1"), cleaned.get("password2")
+        if p1 and p2 and p1 != p2:
+            self.add_error("password2", "The two passwords differ.")
+        elif p1:
+            candidate = User(email=cleaned.get("email") or "", first_name=cleaned.get("first_name") or "",
+                             last_name=cleaned.get("last_name") or "")
+            try:
+                password_validation.validate_password(p1, candidate)
+            except forms.ValidationError as exc:
+                self.add_error("password1", exc)
+        return cleaned
+
+
+class ProfileForm(forms.ModelForm):
+    class Meta:
+        model = User
+        fields = ["first_name", "last_name", "institute"]

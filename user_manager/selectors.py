@@ -1,0 +1,11 @@
+from __future__ import annotations
+
+from django.db.models import Q, QuerySet
+
+from pyrosapp.models import ScientificProgram
+
+
+def programs_of_user(*, user) -> QuerySet[ScientificProgram]:
+    """Programs the user leads or belongs to, with their allocations."""
+    return (ScientificProgram.objects.filter(Q(pi=user) | Q(members=user)).distinct()
+            .prefetch_related("allocations__period").select_related("pi"))

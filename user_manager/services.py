@@ -1,0 +1,51 @@
+"""Account writes: registration and validation by an administrator."""
+
+from __future__ import annotations
+
+import logging
+
+from django.core.mail import mail_admins, send_mail
+from django.db import transaction
+from django.utils import timezone
+
+from pyrosapp.models import User
+
+log = logging.getLogger("pyros.user_manager")
+
+
+@transaction.atomic
+def user_register(*, email: str, password: str, first_name: str = "", last_name: str = "", institute: str = "") -> User:
+    """Create an astronomer account, pending until an administrator validates it."""
+    user = User.objects.create_user(
+        email=email, password=password, first_name=first_name, last_name=last_name, institute=institute,
+        role=User.Role.ASTRONOMER, account_state=User.AccountState.PENDING,
+    )
+    log.info("account %s registered, pending validation", user.email)
+    transaction.on_commit(lambda: mail_admins(
+        "PyROS: account awaiting validation",
+        f"{user.get_full_name() or user.email} <{user.email}> ({user.institute}) registered and awaits validation.",
+        fail_silently=True,
+    ))
+    return user
+
+
+def _set_state(users, state: str, by: User | None) -> int:
+    changed = 0
+    for user in users:
+        if user.account_state == state:
+            continue
+        User.objects.filter(pk=user.pk).update(account_state=state, state_changed_at=timezone.now())
+        changed += 1
+        log.info("account %s %s by %s", user.email, state, by.email if by else "system")
+        verdict = "validated: you can now log in" if state == User.AccountState.VALIDATED else "refused"
+        send_mail("PyROS: your account", f"Your PyROS account {user.email} was {verdict}.", None, [user.email],
+                  fail_silently=True)
+    return changed
+
+
+def user_validate(*, users, by: User | None = None) -> int:
+    return _set_state(users, User.AccountState.VALIDATED, by)
+
+
+def user_refuse(*, users, by: User | None = None) -> int:
+    return _set_state(users, User.AccountState.REFUSED, by)
