@@ -111,6 +111,7 @@ class ParsedNotice:
     position_usable: bool
     position_reason: str | None  # why the position is not usable, else None
     author_ivorn: str | None
+    authored_utc: datetime | None  # Who/Date: when the packet was written (arrival order proxy)
     sha256: str
     size_bytes: int
     citations: tuple[Citation, ...] = ()
@@ -190,6 +191,7 @@ def _parse(raw: bytes) -> ParsedNotice:
     toplevel, groups = _read_params(children.get("What"))
     params: dict[str, Any] = {"toplevel": toplevel, "groups": groups}
     author_ivorn = _text(_child(children.get("Who"), "AuthorIVORN"))
+    authored_utc = _parse_date_or_none(_text(_child(children.get("Who"), "Date")))
     citations = _read_citations(children.get("Citations"))
     event_time_utc, position = _read_where_when(children.get("WhereWhen"))
 
@@ -219,6 +221,7 @@ def _parse(raw: bytes) -> ParsedNotice:
         position_usable=usable,
         position_reason=reason,
         author_ivorn=author_ivorn,
+        authored_utc=authored_utc,
         sha256=hashlib.sha256(raw).hexdigest(),
         size_bytes=len(raw),
         citations=citations,
@@ -340,6 +343,14 @@ def _parse_isotime(text: str | None, time_scale: str) -> datetime | None:
     if time_scale in ("UTC", ""):
         return moment
     return _to_utc_from_scale(moment, time_scale)
+
+
+def _parse_date_or_none(text: str | None) -> datetime | None:
+    # Who/Date is informative only: a malformed one must not reject the packet.
+    try:
+        return _parse_isotime(text, "UTC")
+    except VOEventRejected:
+        return None
 
 
 def _to_utc_from_scale(moment: datetime, time_scale: str) -> datetime:

@@ -1,0 +1,125 @@
+"""PyROS handler plugin for Comet 3.1.0 (enable with ``--pyros``).
+
+Comet finds it as ``comet/plugins/pyros_handler.py`` on PYTHONPATH (this folder has no
+``__init__.py`` on purpose: ``comet.plugins`` extends its ``__path__`` with every such folder).
+Comet calls handlers in its reactor thread, after it has already ACKed the packet, and only logs
+their failures; so this handler never blocks the reactor: it takes the receive time, then hands
+the raw bytes to a thread (``deferToThread``) where ``alert_manager.intake.receive_packet(raw)``
+persists the packet first and queues its processing.
+
+Modes (``--pyros-mode`` or env ``PYROS_COMET_PLUGIN_MODE``):
+
+- ``intake`` (default): call the intake function (``--pyros-intake`` / env ``PYROS_COMET_INTAKE``,
+  default ``alert_manager.intake:receive_packet``), imported lazily, once, in the worker thread.
+- ``timestamp``: only append ``<receive unix time>\\t<ivorn>\\t<sha1>`` to the file given by
+  ``--pyros-timestamp-file`` / env ``PYROS_COMET_TIMESTAMP_FILE``: the latency reference of Comet
+  alone used by ``scripts/bench/bench_alerts_comet.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import threading
+import time
+from collections.abc import Callable
+
+from comet.icomet import IHandler, IHasOptions
+from twisted.internet.threads import deferToThread
+from twisted.logger import Logger
+from twisted.plugin import IPlugin
+from zope.interface import implementer
+
+MODE_INTAKE = "intake"
+MODE_TIMESTAMP = "timestamp"
+DEFAULT_INTAKE = "alert_manager.intake:receive_packet"
+DEFAULT_TIMESTAMP_FILE = "var/comet-receive-times.log"
+
+_log = Logger(namespace="pyros.comet")
+
+
+@implementer(IPlugin, IHandler, IHasOptions)
+class PyrosHandler:
+    name = "pyros"
+
+    def __init__(self) -> None:
+        self.mode = os.environ.get("PYROS_COMET_PLUGIN_MODE", MODE_INTAKE)
+        self.intake_path = os.environ.get("PYROS_COMET_INTAKE", DEFAULT_INTAKE)
+        self.timestamp_file = os.environ.get("PYROS_COMET_TIMESTAMP_FILE", DEFAULT_TIMESTAMP_FILE)
+        self._intake: Callable[[bytes], None] | None = None
+        self._import_lock = threading.Lock()
+        self._file_lock = threading.Lock()
+
+    # IHasOptions: Comet exposes them as --pyros-mode, --pyros-intake, --pyros-timestamp-file.
+    def get_options(self) -> list[tuple[str, str, str]]:
+        return [
+            ("mode", self.mode, f"{MODE_INTAKE} (hand packets to PyROS) or {MODE_TIMESTAMP} (latency reference)"),
+            ("intake", self.intake_path, "module:function called with the raw packet bytes (intake mode)"),
+            ("timestamp-file", self.timestamp_file, "file receiving one line per packet (timestamp mode)"),
+        ]
+
+    def set_option(self, name: str, value: str | None) -> None:
+        if value is None:
+            return
+        if name == "mode":
+            if value not in (MODE_INTAKE, MODE_TIMESTAMP):
+                raise ValueError(f"--pyros-mode must be {MODE_INTAKE} or {MODE_TIMESTAMP}, not {value!r}")
+            self.mode = value
+        elif name == "intake":
+            self.intake_path = value
+        elif name == "timestamp-file":
+            self.timestamp_file = value
+
+    def __call__(self, event):  # event: Comet's xml_document; returns a Deferred
+        received_unix = time.time()  # wall clock: compared with the sender's clock in another process
+        raw: bytes = event.raw_bytes
+        ivorn = event.element.get("ivorn", "?")
+        if self.mode == MODE_TIMESTAMP:
+            d = deferToThread(self._record_timestamp, raw, ivorn, received_unix)
+        else:
+            d = deferToThread(self._deliver, raw)
+            d.addCallback(self._log_delivered, ivorn, received_unix)
+        # Callbacks run back in the reactor thread: log there, not in the worker thread.
+        d.addErrback(self._log_failure, ivorn, received_unix)
+        return d
+
+    def _record_timestamp(self, raw: bytes, ivorn: str, received_unix: float) -> None:
+        line = f"{received_unix:.6f}\t{ivorn}\t{hashlib.sha1(raw).hexdigest()}\n"
+        with self._file_lock, open(self.timestamp_file, "a", encoding="utf-8") as fh:
+            fh.write(line)
+
+    def _deliver(self, raw: bytes) -> float:
+        self._load_intake()(raw)
+        return time.time()
+
+    @staticmethod
+    def _log_delivered(done_unix: float, ivorn: str, received_unix: float) -> None:
+        _log.info(
+            "PyROS intake of {ivorn}: received at {received:.6f} (unix), persisted and queued in {ms:.1f} ms",
+            ivorn=ivorn,
+            received=received_unix,
+            ms=(done_unix - received_unix) * 1e3,
+        )
+
+    def _load_intake(self) -> Callable[[bytes], None]:
+        if self._intake is None:
+            with self._import_lock:
+                if self._intake is None:
+                    module_name, _, func_name = self.intake_path.partition(":")
+                    module = importlib.import_module(module_name)
+                    self._intake = getattr(module, func_name or "receive_packet")
+        return self._intake
+
+    @staticmethod
+    def _log_failure(failure, ivorn: str, received_unix: float) -> None:  # failure: twisted Failure
+        _log.failure(
+            "PyROS handler failed for {ivorn} (received at {received:.6f}): packet NOT handed to PyROS",
+            failure,
+            ivorn=ivorn,
+            received=received_unix,
+        )
+
+
+# Comet discovers the module-level instance.
+pyros_handler = PyrosHandler()
