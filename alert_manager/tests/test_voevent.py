@@ -219,7 +219,12 @@ def test_not_a_voevent_missing_ivorn_bad_role_bad_version() -> None:
 
 def test_voevent_1_1_is_accepted() -> None:
     raw = make_packet(
-        "ivo://pyros/tests#v11", version="1.1", time_utc=datetime(2026, 3, 1, tzinfo=UTC), ra_deg=5, dec_deg=6, error_deg=1
+        "ivo://pyros/tests#v11",
+        version="1.1",
+        time_utc=datetime(2026, 3, 1, tzinfo=UTC),
+        ra_deg=5,
+        dec_deg=6,
+        error_deg=1,
     )
     notice = parse_voevent(raw)
     assert notice.version == "1.1" and notice.position_usable
