@@ -143,10 +143,20 @@ class _Planner:
         self.used: dict[str, int] = {}
         self.anchor = anchor  # (transition row index of the running sequence, its end in seconds)
         self.n = len(durations)
-        self.order = sorted(range(self.n), key=lambda i: (-values[i], flexibility[i], ids[i]))
+        self.order = sorted(range(self.n), key=lambda i: (-values[i] / durations[i], flexibility[i], ids[i]))
+        self.rank = [0] * self.n
+        for position, i in enumerate(self.order):
+            self.rank[i] = position
         self.blocks: list[int] = []
         self.starts: list[int] = []
         self.placed = [False] * self.n
+        # Every change of the plan gets a new version: the earliest/latest starts and the "does not fit"
+        # verdicts below are valid for one version only (most insertion attempts fail and change nothing).
+        self.version = 0
+        self._last_version = 0
+        self._bounds_version = -1
+        self._bounds: tuple[list[int], list[int]] = ([], [])
+        self._failed_at = [-1] * self.n
 
     # -- feasible starts --------------------------------------------------------------------
     def first_at_or_after(self, i: int, t: int) -> int | None:
@@ -168,7 +178,7 @@ class _Planner:
         row, end = self.anchor
         return max(0, end + self.T[row][i])
 
-    def earliest_starts(self) -> list[int]:
+    def _earliest_starts(self) -> list[int]:
         es: list[int] = []
         for k, b in enumerate(self.blocks):
             bound = (
@@ -177,7 +187,7 @@ class _Planner:
             es.append(self.first_at_or_after(b, bound))  # type: ignore[arg-type]
         return es
 
-    def latest_starts(self) -> list[int]:
+    def _latest_starts(self) -> list[int]:
         n = len(self.blocks)
         ls = [0] * n
         for k in range(n - 1, -1, -1):
@@ -185,6 +195,13 @@ class _Planner:
             bound = self.F_hi[b][-1] if k == n - 1 else ls[k + 1] - self.T[b][self.blocks[k + 1]] - self.d[b]
             ls[k] = self.last_at_or_before(b, bound)  # type: ignore[assignment]
         return ls
+
+    def bounds(self) -> tuple[list[int], list[int]]:
+        """Earliest and latest starts of the current order, computed once per version of the plan."""
+        if self._bounds_version != self.version:
+            self._bounds = (self._earliest_starts(), self._latest_starts())
+            self._bounds_version = self.version
+        return self._bounds
 
     # -- insertion ---------------------------------------------------------------------------
     def allocation_allows(self, i: int) -> bool:
@@ -197,12 +214,12 @@ class _Planner:
         """The best (cost, gap, start) to insert ``i`` with shifting, or None if it cannot fit."""
         blocks, starts, d, T = self.blocks, self.starts, self.d, self.T
         n = len(blocks)
-        es = self.earliest_starts()
-        ls = self.latest_starts()
+        es, ls = self.bounds()
         lo_i, hi_i = self.F_lo[i][0], self.F_hi[i][-1]
         pref = self.pref[i]
         best: tuple[tuple[int, int, int], int, int] | None = None
-        for g in range(n + 1):
+        # Gaps before a block whose latest start is before i's first possible start cannot take i.
+        for g in range(bisect.bisect_left(ls, lo_i), n + 1):
             if g > 0:
                 prev = blocks[g - 1]
                 lower = es[g - 1] + d[prev] + T[prev][i]
@@ -254,14 +271,16 @@ class _Planner:
                 break
             starts[k] = self.first_at_or_after(blocks[k], bound)  # type: ignore[assignment]
         self.placed[i] = True
+        self._new_version()
         if self.prog[i] is not None:
             self.used[self.prog[i]] = self.used.get(self.prog[i], 0) + d[i]
 
     def try_insert(self, i: int) -> bool:
-        if not self.allocation_allows(i):
+        if self._failed_at[i] == self.version or not self.allocation_allows(i):
             return False
         found = self.best_insertion(i)
         if found is None:
+            self._failed_at[i] = self.version
             return False
         self.insert_at(i, found[1], found[2])
         return True
@@ -271,21 +290,28 @@ class _Planner:
         i = self.blocks.pop(k)
         self.starts.pop(k)
         self.placed[i] = False
+        self._new_version()
         if self.prog[i] is not None:
             self.used[self.prog[i]] -= self.d[i]
         return i
 
     # -- state -------------------------------------------------------------------------------
-    def snapshot(self) -> tuple[list[int], list[int], list[bool], dict[str, int]]:
-        return list(self.blocks), list(self.starts), list(self.placed), dict(self.used)
+    def _new_version(self) -> None:
+        self._last_version += 1
+        self.version = self._last_version
 
-    def restore(self, state: tuple[list[int], list[int], list[bool], dict[str, int]]) -> None:
+    def snapshot(self) -> tuple[list[int], list[int], list[bool], dict[str, int], int]:
+        return list(self.blocks), list(self.starts), list(self.placed), dict(self.used), self.version
+
+    def restore(self, state: tuple[list[int], list[int], list[bool], dict[str, int], int]) -> None:
+        # The plan is again exactly the one of that version, so what was known about it still holds.
         self.blocks, self.starts, self.placed, self.used = (
             list(state[0]),
             list(state[1]),
             list(state[2]),
             dict(state[3]),
         )
+        self.version = state[4]
 
     def total_value(self) -> int:
         return sum(self.v[b] for b in self.blocks)
@@ -298,9 +324,25 @@ class _Planner:
                 changed = True
         return changed
 
-    def _reach(self, i: int) -> tuple[int, int]:
-        """The time span a block of ``i`` can cover, widened by the longest overhead (slews <= 180 s)."""
-        return self.F_lo[i][0] - 600, self.F_hi[i][-1] + self.d[i] + 600
+    def fits_between(self, i: int, k_prev: int, k_next: int) -> bool:
+        """Whether ``i`` fits (with shifting) between blocks ``k_prev`` and ``k_next`` once those in between go.
+
+        The earliest starts before a removed stretch and the latest starts after it do not depend on it,
+        so this is exact for the current plan, and costs a couple of look-ups instead of a trial.
+        """
+        es, ls = self.bounds()
+        if k_prev >= 0:
+            prev = self.blocks[k_prev]
+            lower = es[k_prev] + self.d[prev] + self.T[prev][i]
+        else:
+            lower = self._first_bound(i)
+        start = self.first_at_or_after(i, lower)
+        if start is None:
+            return False
+        if k_next >= len(self.blocks):
+            return True
+        nxt = self.blocks[k_next]
+        return start <= ls[k_next] - self.T[i][nxt] - self.d[i]
 
     def replace_lower(self) -> bool:
         """Unplaced sequences take the place of one or two adjacent placed ones worth less."""
@@ -308,21 +350,18 @@ class _Planner:
         for i in self.order:
             if self.placed[i] or not self.allocation_allows_after_removal(i):
                 continue
-            reach_lo, reach_hi = self._reach(i)
             for width in (1, 2):
                 done = False
                 for k in range(len(self.blocks) - width + 1):
                     removed = self.blocks[k : k + width]
-                    if sum(self.v[b] for b in removed) >= self.v[i]:
-                        continue
-                    if self.starts[k] > reach_hi or self.starts[k + width - 1] + self.d[removed[-1]] < reach_lo:
+                    if sum(self.v[b] for b in removed) >= self.v[i] or not self.fits_between(i, k - 1, k + width):
                         continue
                     before = self.snapshot()
                     value_before = self.total_value()
                     for _ in range(width):
                         self.remove(k)
                     if self.try_insert(i):
-                        self.insert_all_unplaced(sorted(removed, key=self.order.index))
+                        self.insert_all_unplaced(sorted(removed, key=self.rank.__getitem__))
                         if self.total_value() > value_before:
                             improved = done = True
                             break
@@ -342,16 +381,12 @@ class _Planner:
         while k < len(self.blocks):
             before = self.snapshot()
             value_before = self.total_value()
-            removed_block = self.blocks[k]
-            lo = self.starts[k - 1] if k > 0 else -1
-            hi = self.starts[k + 1] + self.d[self.blocks[k + 1]] if k + 1 < len(self.blocks) else 1 << 60
-            self.remove(k)
-            nearby = [
-                i
-                for i in self.order
-                if not self.placed[i] and i != removed_block and self._reach(i)[0] <= hi and self._reach(i)[1] >= lo
+            removed_block = self.remove(k)
+            # Refill the freed gap: only sequences that fit right there (a quick exact test) are tried.
+            refill = [
+                i for i in self.order if not self.placed[i] and (i == removed_block or self.fits_between(i, k - 1, k))
             ]
-            self.insert_all_unplaced(nearby + [removed_block])
+            self.insert_all_unplaced(refill)
             if self.total_value() > value_before:
                 improved = True
             else:
