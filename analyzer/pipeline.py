@@ -224,6 +224,9 @@ def _run(
         raise _Skipped(f"not a science frame (IMAGETYP={header.get('IMAGETYP')!r}): calibration frames go into masters")
     if not str(header.get("FILTER", "")).strip():
         raise AnalysisError("missing FITS header FILTER (needed to pick the flat and the catalogue band)")
+    sample = raw[::7, ::7]
+    if float(sample.max()) == float(sample.min()) and float(raw.max()) == float(raw.min()):
+        raise AnalysisError(f"the image is constant (every pixel {float(raw.flat[0]):g} ADU): no signal, camera fault?")
     exposure_s = exposure_time_s(header)
     if exposure_s <= 0:
         raise AnalysisError("EXPTIME is 0 s: a light frame needs a positive exposure time")
