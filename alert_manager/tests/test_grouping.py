@@ -61,6 +61,11 @@ def test_each_trigger_series_of_the_corpus_ends_in_one_event(
     assert split == {}
     multi = [s for s in events_of_series if sum(1 for n in notices if n.trigger_id == s[1]) > 1]
     assert len(multi) >= 90  # the corpus has 93 multi-notice series: the test exercises real grouping
+    # Real coincidences of the corpus are found: GRB seen by Swift BAT (TrigID 772052) and Fermi GBM
+    # (TrigID 526890831) 0.2 s apart on 2017-09-12, and GBM/SVOM pairs of 2026.
+    swift = next(e for e in store.events.values() if e.trigger_ids.get("Swift") == "772052")
+    assert swift.trigger_ids.get("Fermi-GBM") == "526890831"
+    assert sum(1 for e in store.events.values() if {"Fermi-GBM", "SVOM"} <= e.trigger_ids.keys()) >= 10
     # Test packets and real ones never share an event.
     for event in store.events.values():
         members = [n for n in notices if n.ivorn in event.ivorns]
