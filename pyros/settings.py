@@ -129,6 +129,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 def _plotly_js_dir() -> str:
     # plotly.min.js ships inside the pinned `plotly` wheel: serve it from there (no CDN, no copy in git).
     import plotly
@@ -216,7 +217,6 @@ CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", _default_results)
 PYROS_WEB_PORT = env_int("PYROS_WEB_PORT", 8000)
 PYROS_WEB_HOST = env_str("PYROS_WEB_HOST", "127.0.0.1")
 PYROS_COMET_PORT = env_int("PYROS_COMET_PORT", 8098)
-PYROS_COMET_WHITELIST = env_str("PYROS_COMET_WHITELIST", "127.0.0.1/32")
 PYROS_COMET_REMOTES = env_list("PYROS_COMET_REMOTES", [])
 PYROS_INDI_HOST = env_str("PYROS_INDI_HOST", "127.0.0.1")
 PYROS_INDI_PORT = env_int("PYROS_INDI_PORT", 7624)

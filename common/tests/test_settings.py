@@ -1,0 +1,81 @@
+"""Settings come from the environment, strictly."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _run(args, **env):
+    full = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY"}}
+    full.update(env)
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=full, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_a_typo_in_debug_is_an_error(tmp_path):
+    out = _run(["check"], DEBUG="ture", PYROS_VAR_DIR=str(tmp_path))
+    assert out.returncode != 0
+    assert "DEBUG='ture' is not a boolean" in out.stderr
+
+
+def test_secret_key_is_required_when_debug_is_off(tmp_path):
+    out = _run(["check"], DEBUG="false", PYROS_VAR_DIR=str(tmp_path))
+    assert out.returncode != 0
+    assert "SECRET_KEY must be set when DEBUG is off" in out.stderr
+
+
+def test_local_secret_key_is_generated_once_and_kept(tmp_path):
+    assert _run(["check"], DEBUG="1", PYROS_VAR_DIR=str(tmp_path)).returncode == 0
+    key = (tmp_path / "secret_key").read_text()
+    assert len(key) > 40
+    assert _run(["check"], DEBUG="1", PYROS_VAR_DIR=str(tmp_path)).returncode == 0
+    assert (tmp_path / "secret_key").read_text() == key
+
+
+@pytest.mark.slow
+def test_check_deploy_reports_no_error_with_production_settings(tmp_path):
+    out = _run(["check", "--deploy", "--fail-level", "WARNING"], DEBUG="false", PYROS_VAR_DIR=str(tmp_path),
+               SECRET_KEY="x" * 20 + "-production-secret-key-with-enough-entropy-0123456789",
+               ALLOWED_HOSTS="pyros.example.org")
+    assert out.returncode == 0, out.stderr + out.stdout
+
+
+def test_migrations_are_in_sync():
+    out = subprocess.run([sys.executable, "manage.py", "makemigrations", "--check", "--dry-run"], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.django_db
+def test_log_records_land_in_the_log_table():
+    import logging
+
+    from pyrosapp.models import Log
+
+    logging.getLogger("pyros.majordome.services").warning("dome closing: wind %d m/s", 18)
+    row = Log.objects.get(message="dome closing: wind 18 m/s")
+    assert (row.level_name, row.component) == ("WARNING", "majordome")
+
+
+def test_asynchronous_log_handler_does_not_block(tmp_path):
+    """emit() must cost microseconds even when the database is slow: it only queues."""
+    import logging
+    import time
+
+    from common.logging import DatabaseLogHandler
+
+    handler = DatabaseLogHandler()
+    handler.synchronous = False  # the production mode (tests default to synchronous)
+    handler._write = lambda rows: time.sleep(0.5)  # a very slow database
+    record = logging.LogRecord("pyros.test", logging.INFO, __file__, 1, "hello %s", ("sky",), None)
+    start = time.perf_counter()
+    for _ in range(200):
+        handler.emit(record)
+    assert time.perf_counter() - start < 0.1

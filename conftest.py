@@ -1,0 +1,90 @@
+"""Project-wide test fixtures: services (PostgreSQL, RabbitMQ), browser (Debian's Chromium), logging."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+REPO = Path(__file__).resolve().parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+REQUIRE_SERVICES = os.environ.get("PYROS_REQUIRE_SERVICES", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def service_missing(reason: str) -> None:
+    """Skip locally; fail in CI (PYROS_REQUIRE_SERVICES=1) so CI can never pass by skipping."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"required service missing: {reason}")
+    pytest.skip(reason)
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def _synchronous_db_logging():
+    """Log records go into the test's own transaction, so tests can see them and they roll back."""
+    from common.logging import DatabaseLogHandler
+
+    DatabaseLogHandler.synchronous = True
+    yield
+
+
+@pytest.fixture
+def rabbitmq_url() -> str:
+    url = os.environ.get("CELERY_BROKER_URL", "")
+    if not url.startswith("amqp"):
+        url = "amqp://guest:guest@127.0.0.1:5672//"
+    parsed = urlparse(url)
+    if not _port_open(parsed.hostname or "127.0.0.1", parsed.port or 5672):
+        service_missing(f"RabbitMQ not reachable at {parsed.hostname}:{parsed.port or 5672}")
+    return url
+
+
+@pytest.fixture
+def postgres_required(settings):
+    if "postgresql" not in settings.DATABASES["default"]["ENGINE"]:
+        service_missing("DATABASE_URL does not point at PostgreSQL")
+
+
+# --- Browser tests: Playwright driving Debian's Chromium (never a downloaded browser) -------------
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    if CHROMIUM is None:
+        return browser_type_launch_args
+    real = "/usr/lib/chromium/chromium" if Path("/usr/lib/chromium/chromium").exists() else CHROMIUM
+    return {**browser_type_launch_args, "executable_path": real, "args": CHROMIUM_ARGS, "headless": True}
+
+
+@pytest.fixture
+def require_chromium():
+    if CHROMIUM is None:
+        service_missing("Debian's chromium is not installed (apt-get install chromium)")
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data folder absent: {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def screenshot_dir() -> Path:
+    path = REPO / "test-artifacts" / "screenshots"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
