@@ -132,7 +132,7 @@ def analyze_image(
     catalog: CatalogFn | None = DEFAULT_CATALOG,
     burst: afterglow.BurstRegion | None = None,
     max_sources: int = MAX_SOURCES_LISTED,
-    min_candidate_snr: float = 6.0,
+    min_candidate_snr: float = 7.0,
 ) -> dict[str, Any]:
     """Analyse one FITS image; returns a JSON-able dict (see module docstring).
 
@@ -174,7 +174,7 @@ def analyze_image_products(
     catalog: CatalogFn | None = DEFAULT_CATALOG,
     burst: afterglow.BurstRegion | None = None,
     max_sources: int = MAX_SOURCES_LISTED,
-    min_candidate_snr: float = 6.0,
+    min_candidate_snr: float = 7.0,
 ) -> AnalysisProducts:
     result = _empty_result()
     products = AnalysisProducts(result=result)
