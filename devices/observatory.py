@@ -150,6 +150,7 @@ def connect(
     names: dict[str, str] | None = None,
     timeout_s: float = 10.0,
     connect_devices: bool = True,
+    blobs: bool = True,
 ) -> Observatory:
     """Connect to an INDI server (default ``PYROS_INDI_HOST``/``PYROS_INDI_PORT``, else 127.0.0.1:7624).
 
@@ -161,7 +162,9 @@ def connect(
     port = int(port or os.environ.get("PYROS_INDI_PORT", "7624"))
     site = site or default_site()
     wanted = {**_names_from_env(), **(names or {})}
-    link = IndiLink(host, port)
+    # Processes that never take images (monitoring, alerts, web) pass blobs=False: one connection
+    # instead of two, and indipyserver accepts at most 10 clients.
+    link = IndiLink(host, port, blobs=blobs)
     observatory_ref: list[Observatory] = []
 
     async def on_define(device: str, vector: str) -> None:
@@ -187,6 +190,13 @@ def connect(
     missing = [k for k in KINDS if k not in found]
     if missing:
         logger.warning("INDI server %s:%s has no %s", host, port, ", ".join(missing))
+    camera = found.get("camera")
+    if camera and link.vector(camera, "ACTIVE_DEVICES") is not None:
+        # the camera takes pointing and filter for its FITS header from these devices
+        active = {"ACTIVE_TELESCOPE": found.get("mount"), "ACTIVE_FILTER": found.get("filter_wheel")}
+        active = {k: v for k, v in active.items() if v and k in link.vector(camera, "ACTIVE_DEVICES")}
+        if active:
+            link.call(link.send(camera, "ACTIVE_DEVICES", active), 5.0)
     if isinstance(observatory.mount, IndiMount):
         try:
             link.call(
