@@ -440,3 +440,83 @@ def calibrate_frame(
         out /= flat.data  # type: ignore[union-attr]
         used.append(flat.describe())  # type: ignore[union-attr]
     return out, used, notes
+
+
+# --------------------------------------------------------------------------------------------
+# From FITS files to masters, and which masters apply to an image
+# --------------------------------------------------------------------------------------------
+
+_KIND_OF_MASTER = {"bias": "BIAS", "dark": "DARK", "flat": "FLAT"}
+
+
+def build_master(
+    kind: str,
+    sources: Sequence[bytes | str | os.PathLike[str]],
+    *,
+    master_bias: MasterFrame | None = None,
+    master_dark: MasterFrame | None = None,
+    source_ids: Sequence[Any] = (),
+) -> MasterFrame:
+    """A master from calibration FITS files (bytes or paths), checking that they are what they claim.
+
+    Every file must read cleanly and carry the right IMAGETYP; a flat's files must share one
+    FILTER, and all files one shape. Darks and flats use each file's own EXPTIME.
+    Raises :class:`AnalysisError` naming the offending file (by its position, or its id when given).
+    """
+    if kind not in _KIND_OF_MASTER:
+        raise AnalysisError(f"unknown master kind {kind!r}; expected one of {sorted(_KIND_OF_MASTER)}")
+    if not sources:
+        raise AnalysisError(f"no frames to build a master {kind}")
+    ids = list(source_ids) if source_ids else list(range(len(sources)))
+    frames, exposures, filters = [], [], set()
+    for frame_id, source in zip(ids, sources, strict=True):
+        try:
+            data, header = load_fits(source)
+        except AnalysisError as exc:
+            raise AnalysisError(f"frame {frame_id}: {exc}") from exc
+        found = frame_kind(header)
+        if found != _KIND_OF_MASTER[kind]:
+            raise AnalysisError(f"frame {frame_id} is a {header.get('IMAGETYP', 'Light Frame')!r}, not a {kind} frame")
+        frames.append(data)
+        exposures.append(exposure_time_s(header))
+        filters.add(str(header.get("FILTER", "")).strip())
+    if kind == "bias":
+        return make_master_bias(frames, source_ids=list(source_ids))
+    if kind == "dark":
+        return make_master_dark(frames, exposures, master_bias, source_ids=list(source_ids))
+    filters.discard("")
+    if len(filters) != 1:
+        raise AnalysisError(f"flat frames must share one FILTER, found {sorted(filters) or 'none'}")
+    return make_master_flat(
+        frames, filters.pop(), master_bias, master_dark, exposure_s=exposures, source_ids=list(source_ids)
+    )
+
+
+def select_masters(
+    available: Sequence[MasterFrame],
+    *,
+    shape: tuple[int, int],
+    filter_name: str | None,
+    when_utc: datetime | None = None,
+) -> Masters:
+    """The newest master of each kind that fits the image: same shape (hence binning), the image's
+    filter for the flat, and (when ``when_utc`` is given) made no later than the image was taken,
+    so re-analysing an old image gives the same result as the first time."""
+
+    def newest(kind: str, filter_wanted: str | None = None) -> MasterFrame | None:
+        fits_image = [
+            m
+            for m in available
+            if m.kind == kind
+            and m.shape == tuple(shape)
+            and (filter_wanted is None or (m.filter_name or "").lower() == filter_wanted.lower())
+            and (when_utc is None or m.created_utc <= when_utc)
+        ]
+        return max(fits_image, key=lambda m: m.created_utc, default=None)
+
+    flat = newest("flat", filter_name) if filter_name else None
+    return Masters(
+        bias=newest("bias"),
+        dark=newest("dark"),
+        flats={flat.filter_name or filter_name or "": flat} if flat is not None else {},
+    )

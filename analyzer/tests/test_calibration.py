@@ -105,3 +105,38 @@ def test_calibrate_without_a_flat_for_the_filter_notes_it(masters):
     only_bias = Masters(bias=masters.bias)
     _, used, notes = calibrate_frame(light, exposure_s=10.0, filter_name="B", masters=only_bias)
     assert [m["kind"] for m in used] == ["bias"]
+
+
+def test_build_master_from_fits_checks_frame_types_and_filters():
+    from datetime import timedelta
+
+    from analyzer.calibration import build_master, select_masters
+    from devices.sky import write_fits
+
+    bias = build_master("bias", [write_fits(*render(frame_type="BIAS", exposure_s=0.0, seed=600 + i)) for i in range(3)],
+                        source_ids=[1, 2, 3])
+    assert bias.describe()["source_ids"] == [1, 2, 3]
+    darks = [write_fits(*render(frame_type="DARK", exposure_s=exposure_s, seed=610 + i))
+             for i, exposure_s in enumerate((20.0, 40.0, 60.0))]
+    dark = build_master("dark", darks, master_bias=bias)
+    assert dark.level == pytest.approx(CAMERA.dark_e_per_s / CAMERA.gain_e_per_adu, rel=0.5)
+    flats_r = [write_fits(*render(frame_type="FLAT", exposure_s=1.0, seed=620 + i)) for i in range(2)]
+    flat_v = write_fits(*render(frame_type="FLAT", exposure_s=1.0, filter_name="V", seed=630))
+    with pytest.raises(AnalysisError, match="share one FILTER"):
+        build_master("flat", [*flats_r, flat_v], master_bias=bias)
+    with pytest.raises(AnalysisError, match="frame 1 is a 'Dark Frame', not a bias frame"):
+        build_master("bias", [write_fits(*render(frame_type="BIAS", exposure_s=0.0, seed=640)), darks[0]])
+    with pytest.raises(AnalysisError, match="frame 0: .*corrupt"):
+        build_master("bias", [b"junk" * 1000])
+    flat = build_master("flat", flats_r, master_bias=bias, master_dark=dark)
+    assert flat.filter_name == "R"
+
+    # The newest master that fits the image applies, never one made after the image.
+    old_bias = make_master_bias([bias.data])
+    old_bias.created_utc = bias.created_utc - timedelta(days=2)
+    binned = make_master_bias([np.zeros((512, 640))])
+    chosen = select_masters([old_bias, bias, binned, dark, flat], shape=(1024, 1280), filter_name="r")
+    assert chosen.bias is bias and chosen.dark is dark and chosen.flat_for("R") is flat
+    before = select_masters([old_bias, bias], shape=(1024, 1280), filter_name="R",
+                            when_utc=bias.created_utc - timedelta(days=1))
+    assert before.bias is old_bias and before.flats == {}
