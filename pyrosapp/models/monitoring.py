@@ -66,7 +66,14 @@ class ObservatoryState(models.Model):
                                          related_name="+")
     preempt_sequence = models.ForeignKey("pyrosapp.Sequence", null=True, blank=True, on_delete=models.SET_NULL,
                                          related_name="+", help_text="Run this next, before the plan")
+    # Set by whoever wants the running sequence stopped (operator, alert, safety); the executor's
+    # watcher sees it within a fraction of a second and aborts the devices itself.
+    abort_sequence_id = models.BigIntegerField(null=True, blank=True)
+    abort_reason = models.CharField(max_length=300, blank=True)
+    calibrations_done = models.JSONField(default=dict, blank=True, help_text='{"dusk": "2026-11-21", ...}')
     progress = models.JSONField(default=dict, blank=True)
+    # Latest mount/dome/weather snapshot from monitoring, so status reads are one row.
+    devices_snapshot = models.JSONField(default=dict, blank=True)
     version = models.PositiveBigIntegerField(default=0)
     updated = models.DateTimeField(auto_now=True)
 
