@@ -284,6 +284,8 @@ def match_candidates_across_images(
     position join it. A track gets a light curve when ``t0_utc`` is known; its score is the best
     single-image score, raised for repeated detections and for a significant fading, lowered when
     the source brightens (afterglows fade after the first minutes; an asteroid moves and does not repeat).
+    Images whose ``field`` covers a track but did not detect it add an upper limit (their
+    ``limiting_mag``) to the track's ``upper_limits``.
     """
     ordered = sorted(
         (img for img in images if img.get("candidates")),
@@ -323,6 +325,7 @@ def match_candidates_across_images(
                 tracks[best]["detections"].append(detection)
             claimed.add(best)
             _update_track_position(tracks[best])
+    _add_upper_limits(tracks, images)
     for track in tracks:
         detections = track["detections"]
         track["n_detections"] = len(detections)
@@ -356,3 +359,27 @@ def _update_track_position(track: dict[str, Any]) -> None:
     track["ra_deg"] = round(float((ra0 + np.sum(w * dra) / np.sum(w)) % 360.0), 7)
     track["dec_deg"] = round(float(np.sum(w * np.array([d["dec_deg"] for d in detections])) / np.sum(w)), 7)
     track["error_arcsec"] = round(float(1.0 / math.sqrt(np.sum(w))), 3)
+
+
+def _add_upper_limits(tracks: list[dict[str, Any]], images: Sequence[Mapping[str, Any]]) -> None:
+    """For each track, the limiting magnitudes of the images that covered it without detecting it."""
+    for track in tracks:
+        track["upper_limits"] = []
+        seen_in = {d["time_utc"] for d in track["detections"]}
+        for image in images:
+            field_info = image.get("field")
+            limit = image.get("limiting_mag")
+            time_value = image.get("mid_time_utc") or image.get("time_utc")
+            if not field_info or limit is None or time_value is None:
+                continue
+            when = _as_utc(time_value).isoformat()
+            if when in seen_in:
+                continue
+            # Inside the frame, with a 5% margin (the edge rows are where detection is unreliable).
+            xy = _tangent_xy_arcsec(track["ra_deg"], track["dec_deg"], field_info["ra_deg"], field_info["dec_deg"])[0]
+            if abs(xy[0]) <= 0.95 * field_info["half_width_deg"] * 3600.0 and abs(xy[1]) <= (
+                0.95 * field_info["half_height_deg"] * 3600.0
+            ):
+                track["upper_limits"].append({"image_id": image.get("image_id"), "time_utc": when,
+                                              "limiting_mag": limit})
+        track["upper_limits"].sort(key=lambda u: u["time_utc"])

@@ -110,6 +110,7 @@ def _empty_result() -> dict[str, Any]:
         "wcs_rms_arcsec": None,
         "n_matched": None,
         "catalog": None,
+        "field": None,
         "zero_point_mag": None,
         "zero_point_err_mag": None,
         "zero_point_n_stars": None,
@@ -301,6 +302,13 @@ def _run(
         raise AnalysisError(f"the reference catalogue query failed ({type(exc).__name__}: {exc})") from exc
     band = measure.catalog_band(filter_name, stars.dtype.names or ())
     result["catalog"] = {"name": repr(catalog), "n_stars": int(len(stars)), "band": band}
+    # Where the frame is on the sky (header WCS): tells which images of an event could have seen a source.
+    result["field"] = {
+        "ra_deg": round(float(centre_ra), 6),
+        "dec_deg": round(float(centre_dec), 6),
+        "half_width_deg": round(width / 2.0 * scale / 3600.0, 5),
+        "half_height_deg": round(height / 2.0 * scale / 3600.0, 5),
+    }
     cat_x, cat_y = wcs.all_world2pix(stars["ra_deg"], stars["dec_deg"], 0)
     cat_mag = np.asarray(stars[band], dtype=np.float64) if band else np.full(len(stars), np.nan)
     match_radius_px = max(2.0, 1.0 * fwhm_for_apertures)

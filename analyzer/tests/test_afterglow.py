@@ -71,6 +71,20 @@ def test_fading_shows_in_the_light_curve_across_images(event_results, burst):
     assert all(later > earlier for earlier, later in zip(curve["mag"], curve["mag"][1:], strict=False))
     assert curve["decay_index"] == pytest.approx(1.0, abs=0.15)
     assert curve["fading"] is True
+    assert afterglow["upper_limits"] == []
+
+
+def test_an_image_that_misses_the_afterglow_gives_an_upper_limit(event_results, burst, masters, transient):
+    # Two hours later the afterglow (R ~20.2) has faded below this frame's 5-sigma limit (~19.9).
+    late = analyze_image(render_fits(when_utc=at(7200.0), seed=49, transients=(transient,)), masters=masters,
+                         burst=burst)
+    assert late["status"] == "ok" and late["candidates"] == []
+    late["image_id"] = "late"
+    tracks = match_candidates_across_images([*event_results, late], t0_utc=burst.t0_utc)
+    assert tracks[0]["n_detections"] == len(IMAGE_TIMES_S)
+    assert tracks[0]["upper_limits"] == [
+        {"image_id": "late", "time_utc": late["mid_time_utc"], "limiting_mag": late["limiting_mag"]}
+    ]
 
 
 def test_no_candidate_in_images_without_a_transient(masters):
