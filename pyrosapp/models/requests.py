@@ -31,6 +31,9 @@ class Request(models.Model):
                                     related_name="requests")
     estimated_duration_s = models.FloatField(default=0.0)
     reserved_s = models.FloatField(default=0.0, help_text="Time reserved on the program's allocation.")
+    # The allocation charged at submission, so a cancel or an expiry refunds the same one.
+    allocation = models.ForeignKey("pyrosapp.Allocation", null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="requests")
     used_s = models.FloatField(default=0.0)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)

@@ -1,0 +1,229 @@
+"""Writes of the request lifecycle: submit, cancel, clone, expire, status changes from other apps.
+
+Every status change goes through the transition tables of :mod:`routine_manager.lifecycle`, applied
+with a conditional UPDATE (``filter(pk=..., status=old).update(status=new)``) whose row count tells
+whether another process moved the row first. Allocation bookkeeping: submitting reserves the estimated
+duration on the program's current allocation; execution moves time from reserved to used; cancelling
+or expiring refunds what is still reserved.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import F, Value
+from django.db.models.functions import Greatest
+from django.utils import timezone
+
+from common.request_builder import RequestBuilder, RequestInvalid
+from pyrosapp.models import Allocation, Request, Sequence, User
+
+from . import lifecycle
+from .selectors import allocation_current
+
+log = logging.getLogger("pyros.routine_manager")
+
+
+# --- The two calls to other apps, each in one place ---------------------------------------------
+def _ask_majordome_to_abort(*, sequence_id: int, reason: str) -> None:
+    """Ask the majordome to stop an executing sequence now.
+
+    ``majordome.services.sequence_abort`` is the majordome's entry point. While the majordome does not
+    provide it (it is built in another issue), this is a documented no-op: the sequence row is already
+    ``cancelled``, which an executor checks between exposures, so it stops at the next one anyway.
+    """
+    try:
+        from majordome.services import sequence_abort
+    except ImportError:
+        log.info("majordome.services.sequence_abort not available: sequence %s stops at its next exposure check",
+                 sequence_id)
+        return
+    sequence_abort(sequence_id=sequence_id, reason=reason)
+
+
+def _ask_scheduler_to_replan(*, reason: str) -> None:
+    """Tell the scheduler the set of schedulable sequences changed (no-op until the scheduler provides it)."""
+    try:
+        from scheduler.services import schedule_request_replan
+    except ImportError:
+        log.debug("scheduler.services.schedule_request_replan not available yet (%s)", reason)
+        return
+    schedule_request_replan(reason=reason)
+
+
+# --- Transitions --------------------------------------------------------------------------------
+def _move_request(request_id: int, old: str, new: str, **fields) -> None:
+    lifecycle.check_request_transition(old, new)
+    if not Request.objects.filter(pk=request_id, status=old).update(status=new, updated=timezone.now(), **fields):
+        current = Request.objects.filter(pk=request_id).values_list("status", flat=True).first()
+        raise lifecycle.InvalidStateChange("request", old, new, f"it is now {current!r} (changed by someone else)")
+
+
+def _move_sequence(sequence_id: int, old: str, new: str, **fields) -> None:
+    lifecycle.check_sequence_transition(old, new)
+    if not Sequence.objects.filter(pk=sequence_id, status=old).update(status=new, **fields):
+        current = Sequence.objects.filter(pk=sequence_id).values_list("status", flat=True).first()
+        raise lifecycle.InvalidStateChange("sequence", old, new, f"it is now {current!r} (changed by someone else)")
+
+
+def _refund(request: Request) -> float:
+    """Give the request's remaining reservation back to its allocation. Returns the seconds refunded."""
+    refund_s = request.reserved_s
+    if refund_s > 0 and request.allocation_id:
+        Allocation.objects.filter(pk=request.allocation_id).update(
+            reserved_s=Greatest(F("reserved_s") - Value(refund_s), Value(0.0)))
+    Request.objects.filter(pk=request.pk).update(reserved_s=0.0)
+    request.reserved_s = 0.0
+    return refund_s
+
+
+def request_mark_submitted(*, request: Request, duration_s: float, now: datetime | None = None) -> None:
+    """draft -> submitted, reserving ``duration_s`` on the program's allocation. Call inside a transaction
+    after validation (``RequestBuilder.save`` and :func:`request_submit` do)."""
+    now = now or timezone.now()
+    allocation = None
+    current = allocation_current(program=request.program, now=now)
+    if current is not None:
+        # Lock the allocation row: two submissions at once must not both spend the last hour.
+        allocation = Allocation.objects.select_for_update().get(pk=current.pk)
+        if not request.is_alert and duration_s > allocation.remaining_s + 1e-6:
+            raise RequestInvalid({"program": [
+                f"This request needs {duration_s / 3600:.2f} h but only "
+                f"{max(0.0, allocation.remaining_s) / 3600:.2f} h remain on program {request.program.name!r}."]})
+        Allocation.objects.filter(pk=allocation.pk).update(reserved_s=F("reserved_s") + duration_s)
+    elif not request.is_alert:
+        # Alerts are never refused for want of allocation: a burst does not wait for paperwork.
+        raise RequestInvalid({"program": [f"Program {request.program.name!r} has no time allocated now."]})
+    _move_request(request.pk, lifecycle.DRAFT, lifecycle.SUBMITTED, submitted_at=now, reserved_s=duration_s,
+                  estimated_duration_s=duration_s, allocation=allocation)
+    Sequence.objects.filter(request=request, status=lifecycle.DRAFT).update(status=lifecycle.PENDING)
+    transaction.on_commit(lambda: _ask_scheduler_to_replan(reason=f"request {request.pk} submitted"))
+    log.info("request %s %r submitted (%.0f s reserved)", request.pk, request.name, duration_s)
+
+
+def request_submit(*, request: Request, now: datetime | None = None, check_observability: bool = True) -> Request:
+    """Validate a saved draft fully and submit it. Raises RequestInvalid (nothing changes) or InvalidStateChange."""
+    now = now or timezone.now()
+    if request.status != lifecycle.DRAFT:
+        raise lifecycle.InvalidStateChange("request", request.status, lifecycle.SUBMITTED)
+    builder = RequestBuilder.from_request(request)
+    report = builder.validate(now=now, check_observability=check_observability)
+    if not report.valid:
+        raise RequestInvalid(report.errors)
+    with transaction.atomic():
+        sequences = list(request.sequences.select_for_update().order_by("order", "id"))
+        for sequence, checked in zip(sequences, report.sequences, strict=True):
+            Sequence.objects.filter(pk=sequence.pk).update(estimated_duration_s=checked.duration_s or 0.0)
+        request_mark_submitted(request=request, duration_s=report.duration_s or 0.0, now=now)
+    request.refresh_from_db()
+    return request
+
+
+def request_cancel(*, request: Request, reason: str = "", now: datetime | None = None) -> Request:
+    """Cancel a request that is not finished: its waiting and running sequences are cancelled, the
+    majordome is asked to abort a running one, and the unused reserved time goes back to the program."""
+    reason = (reason or "cancelled by its owner")[:500]
+    executing: list[int] = []
+    with transaction.atomic():
+        request = Request.objects.select_for_update().get(pk=request.pk)
+        if request.status not in lifecycle.CANCELLABLE:
+            raise lifecycle.InvalidStateChange("request", request.status, lifecycle.CANCELLED,
+                                               "only draft, submitted, scheduled or executing requests can be cancelled")
+        _move_request(request.pk, request.status, lifecycle.CANCELLED, status_reason=reason)
+        for sequence in request.sequences.select_for_update():
+            if sequence.status in lifecycle.SEQUENCE_FINAL:
+                continue
+            if sequence.status == lifecycle.EXECUTING:
+                executing.append(sequence.pk)
+            _move_sequence(sequence.pk, sequence.status, lifecycle.CANCELLED, status_reason=reason)
+        refunded_s = _refund(request)
+        for sequence_id in executing:
+            transaction.on_commit(lambda sid=sequence_id: _ask_majordome_to_abort(sequence_id=sid, reason=reason))
+        transaction.on_commit(lambda: _ask_scheduler_to_replan(reason=f"request {request.pk} cancelled"))
+    log.info("request %s cancelled (%s); %.0f s refunded to %s", request.pk, reason, refunded_s, request.program)
+    request.refresh_from_db()
+    return request
+
+
+def request_clone(*, request: Request, owner: User) -> Request:
+    """A new draft with the same sequences, albums and plans (windows unchanged: edit them before submitting)."""
+    name = f"{request.name} (copy)"[:200]
+    builder = RequestBuilder.from_request(request, owner=owner, name=name)
+    return builder.save(submit=False)
+
+
+def requests_expire(*, now: datetime | None = None) -> int:
+    """Expire the waiting sequences whose windows have closed, then roll their requests up. Returns how
+    many requests reached a final status."""
+    now = now or timezone.now()
+    finished = 0
+    stale = (Sequence.objects.filter(status__in=lifecycle.SEQUENCE_WAITING, window_end__lte=now)
+             .values_list("request_id", flat=True).distinct())
+    for request_id in list(stale):
+        with transaction.atomic():
+            request = Request.objects.select_for_update().get(pk=request_id)
+            for sequence in request.sequences.filter(status__in=lifecycle.SEQUENCE_WAITING, window_end__lte=now):
+                _move_sequence(sequence.pk, sequence.status, lifecycle.EXPIRED,
+                               status_reason=f"window closed at {sequence.window_end:%Y-%m-%d %H:%M} UTC")
+            if _roll_up(request) in lifecycle.REQUEST_FINAL:
+                finished += 1
+    if finished:
+        log.info("%d request(s) expired or finished with expired sequences", finished)
+    return finished
+
+
+def _roll_up(request: Request) -> str:
+    """Set the request status implied by its sequences; refund the reservation once it is final."""
+    implied = lifecycle.request_status_for_sequences(request.sequences.values_list("status", flat=True))
+    if implied and implied != request.status:
+        reason = "windows closed" if implied == lifecycle.EXPIRED else ""
+        _move_request(request.pk, request.status, implied, **({"status_reason": reason} if reason else {}))
+        request.status = implied
+    if request.status in lifecycle.REQUEST_FINAL:
+        _refund(request)
+    return request.status
+
+
+# --- For the scheduler, the majordome and the executor ------------------------------------------
+def request_set_status(*, request_id: int, status: str, reason: str = "") -> None:
+    """Move a request (checked against the transition table; InvalidStateChange if not allowed)."""
+    with transaction.atomic():
+        request = Request.objects.select_for_update().get(pk=request_id)
+        _move_request(request_id, request.status, status, **({"status_reason": reason[:500]} if reason else {}))
+        if status in lifecycle.REQUEST_FINAL:
+            _refund(request)
+
+
+def sequence_set_status(*, sequence_id: int, status: str, reason: str = "", **fields) -> None:
+    """Move a sequence, then its request to the status its sequences imply.
+
+    ``fields`` may set planned_start, planned_end, started_at, ended_at with the status (one UPDATE).
+    """
+    allowed = {"planned_start", "planned_end", "started_at", "ended_at"}
+    unknown = set(fields) - allowed
+    if unknown:
+        raise TypeError(f"unexpected fields {sorted(unknown)}")
+    with transaction.atomic():
+        sequence = Sequence.objects.select_for_update().get(pk=sequence_id)
+        request = Request.objects.select_for_update().get(pk=sequence.request_id)
+        _move_sequence(sequence_id, sequence.status, status, **fields,
+                       **({"status_reason": reason[:500]} if reason else {}))
+        _roll_up(request)
+
+
+def sequence_record_time_used(*, sequence_id: int, used_s: float) -> None:
+    """Charge telescope time actually spent: moves it from the request's reservation to used time."""
+    if used_s <= 0:
+        return
+    with transaction.atomic():
+        sequence = Sequence.objects.select_for_update().get(pk=sequence_id)
+        request = Request.objects.select_for_update().get(pk=sequence.request_id)
+        from_reserved_s = min(request.reserved_s, used_s)
+        Sequence.objects.filter(pk=sequence_id).update(used_s=F("used_s") + used_s)
+        Request.objects.filter(pk=request.pk).update(used_s=F("used_s") + used_s,
+                                                     reserved_s=F("reserved_s") - from_reserved_s)
+        if request.allocation_id:
+            Allocation.objects.filter(pk=request.allocation_id).update(
+                used_s=F("used_s") + used_s, reserved_s=Greatest(F("reserved_s") - Value(from_reserved_s), Value(0.0)))
