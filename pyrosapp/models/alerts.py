@@ -8,6 +8,7 @@ class Alert(models.Model):
 
     class Status(models.TextChoices):
         RECEIVED = "received", "Received"      # persisted, not processed yet
+        PROCESSING = "processing", "Processing"  # claimed by an alert worker (conditional update)
         PROCESSED = "processed", "Processed"
         IGNORED = "ignored", "Ignored"         # stored and visible, triggers nothing (test, not a GRB...)
         REJECTED = "rejected", "Rejected"      # unparsable or invalid; reason kept
@@ -22,9 +23,12 @@ class Alert(models.Model):
     role = models.CharField(max_length=20, blank=True)
     stream = models.CharField(max_length=200, blank=True)
     mission = models.CharField(max_length=50, blank=True)
+    instrument = models.CharField(max_length=50, blank=True)
     notice_type = models.CharField(max_length=100, blank=True)
     packet_type = models.IntegerField(null=True, blank=True)
     trigger_id = models.CharField(max_length=100, blank=True, db_index=True)
+    # Namespace in which trigger_id is unique ("Swift", "Fermi-GBM", "SVOM", "LVK"): grouping key with trigger_id.
+    trigger_scope = models.CharField(max_length=50, blank=True)
     event_time = models.DateTimeField(null=True, blank=True)
     ra_deg = models.FloatField(null=True, blank=True)
     dec_deg = models.FloatField(null=True, blank=True)
@@ -32,12 +36,17 @@ class Alert(models.Model):
     position_usable = models.BooleanField(default=False)
     params = models.JSONField(default=dict, blank=True)
     citations = models.JSONField(default=list, blank=True)
+    flags = models.JSONField(default=list, blank=True, help_text="Triage flags read from the packet")
+    decision = models.CharField(max_length=20, blank=True, help_text="trigger / update / retraction / ignored")
+    repeats = models.PositiveIntegerField(default=0, help_text="Times the same IVORN arrived again")
     event = models.ForeignKey("pyrosapp.AlertEvent", null=True, blank=True, on_delete=models.SET_NULL,
                               related_name="notices")
     timings = models.JSONField(default=dict, blank=True, help_text="Latency marks of the pipeline (s)")
 
     class Meta:
         ordering = ["-received_at"]
+        indexes = [models.Index(fields=["trigger_scope", "trigger_id"], name="alert_trigger_idx"),
+                   models.Index(fields=["status", "received_at"], name="alert_status_received_idx")]
         constraints = [
             models.CheckConstraint(condition=models.Q(error_deg__isnull=True) | models.Q(error_deg__gte=0),
                                    name="alert_error_nonneg"),

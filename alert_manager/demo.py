@@ -1,0 +1,30 @@
+"""Demo strategies, seeded by ``common.demo.seed_demo`` (idempotent)."""
+
+from __future__ import annotations
+
+from alert_manager.strategies import default_template
+from pyrosapp.models import Strategy
+
+DEFAULT_STRATEGY_NAME = "GRB follow-up (default)"
+
+
+def seed_strategies() -> list[Strategy]:
+    """The default strategy (active): any mission, error <= 0.25 deg, 10 x 60 s in R at once for the first hour,
+    then 5 x 120 s in R up to 6 h after the burst. Plus an inactive deeper variant operators can switch to."""
+    default, _ = Strategy.objects.get_or_create(name=DEFAULT_STRATEGY_NAME, defaults=dict(
+        description="Any GRB with an error region that fits the field: immediate series, then a slower cadence.",
+        missions=[], notice_types=[], triggers=True, max_error_deg=0.25, min_altitude_deg=20.0,
+        template=default_template(), is_active=True,
+    ))
+    deep, _ = Strategy.objects.get_or_create(name="GRB deep follow-up", defaults=dict(
+        description="Longer exposures for faint afterglows: 20 x 60 s in R, then 10 x 300 s in R up to 12 h.",
+        missions=[], notice_types=[], triggers=True, max_error_deg=0.25, min_altitude_deg=25.0,
+        template={"sequences": [
+            {"name": "immediate", "after_burst_s": [0, 3600],
+             "albums": [{"plans": [{"filter": "R", "exposure_s": 60, "count": 20}]}]},
+            {"name": "deep", "after_burst_s": [3600, 12 * 3600],
+             "albums": [{"plans": [{"filter": "R", "exposure_s": 300, "count": 10}]}]},
+        ]},
+        is_active=False,
+    ))
+    return [default, deep]

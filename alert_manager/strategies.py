@@ -1,0 +1,192 @@
+"""Strategies: which active strategy applies to a notice, and the request it builds for a burst.
+
+A strategy's ``template`` (JSON, edited by administrators in the backoffice)::
+
+    {"sequences": [
+        {"name": "immediate", "after_burst_s": [0, 3600],
+         "albums": [{"detector": "PyROS Camera", "plans": [{"filter": "R", "exposure_s": 60, "count": 10}]}]},
+        {"name": "cadence", "after_burst_s": [3600, 21600],
+         "albums": [{"plans": [{"filter": "R", "exposure_s": 120, "count": 5}]}]}
+    ]}
+
+``after_burst_s`` is the sequence's validity window counted from the burst time: what is asked
+depends on the time since the burst (a sequence whose window has passed is left out; an alert
+processed late gets only the later sequences). ``detector`` defaults to the first camera of the
+active site. RequestBuilder gives alert sequences the top priority class (10).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pyrosapp.models import AlertEvent, Detector, Request, ScientificProgram, Site, Strategy
+
+DEFAULT_MAX_ERROR_DEG = 0.25  # used only when no active strategy matches (nothing is built then)
+DEFAULT_FIELD_RADIUS_DEG = 0.15
+
+
+class FollowUpImpossible(Exception):
+    """The strategy cannot produce a request now (no alert program, windows over, invalid template)."""
+
+
+@dataclass(frozen=True)
+class PlanSpec:
+    filter_name: str
+    exposure_s: float
+    count: int
+
+
+@dataclass(frozen=True)
+class AlbumSpec:
+    detector: str | None
+    plans: tuple[PlanSpec, ...]
+
+
+@dataclass(frozen=True)
+class SequenceSpec:
+    name: str
+    window_start: datetime
+    window_end: datetime
+    albums: tuple[AlbumSpec, ...]
+
+
+def default_template() -> dict[str, Any]:
+    """The demo strategy: 10 x 60 s in R at once for the first hour, then 5 x 120 s in R up to 6 h."""
+    return {
+        "sequences": [
+            {"name": "immediate", "after_burst_s": [0, 3600],
+             "albums": [{"plans": [{"filter": "R", "exposure_s": 60, "count": 10}]}]},
+            {"name": "cadence", "after_burst_s": [3600, 6 * 3600],
+             "albums": [{"plans": [{"filter": "R", "exposure_s": 120, "count": 5}]}]},
+        ]
+    }
+
+
+def template_errors(template: Any) -> list[str]:
+    """What is wrong with a strategy template, for a person (empty when it is usable)."""
+    errors: list[str] = []
+    if not isinstance(template, dict) or not isinstance(template.get("sequences"), list) or not template["sequences"]:
+        return ['the template needs a non-empty "sequences" list']
+    for i, seq in enumerate(template["sequences"], start=1):
+        where = f"sequence {i}"
+        if not isinstance(seq, dict):
+            errors.append(f"{where}: not an object")
+            continue
+        window = seq.get("after_burst_s", [0, 3600])
+        if (not isinstance(window, list | tuple) or len(window) != 2
+                or not all(isinstance(x, int | float) for x in window) or not 0 <= window[0] < window[1]):
+            errors.append(f"{where}: after_burst_s must be [from_s, to_s] with 0 <= from_s < to_s")
+        albums = seq.get("albums")
+        if not isinstance(albums, list) or not albums:
+            errors.append(f"{where}: needs a non-empty albums list")
+            continue
+        for j, album in enumerate(albums, start=1):
+            plans = album.get("plans") if isinstance(album, dict) else None
+            if not isinstance(plans, list) or not plans:
+                errors.append(f"{where} album {j}: needs a non-empty plans list")
+                continue
+            for k, plan in enumerate(plans, start=1):
+                ok = (isinstance(plan, dict) and isinstance(plan.get("filter"), str)
+                      and isinstance(plan.get("exposure_s"), int | float) and plan["exposure_s"] > 0
+                      and isinstance(plan.get("count"), int) and plan["count"] >= 1)
+                if not ok:
+                    errors.append(f"{where} album {j} plan {k}: needs filter (text), exposure_s > 0, count >= 1")
+    return errors
+
+
+def sequence_specs(template: dict[str, Any], *, burst_time: datetime, now: datetime) -> list[SequenceSpec]:
+    """The template's sequences still to do at ``now``, windows clipped to start no earlier than now."""
+    errors = template_errors(template)
+    if errors:
+        raise FollowUpImpossible("invalid strategy template: " + "; ".join(errors))
+    specs = []
+    for i, seq in enumerate(template["sequences"], start=1):
+        start_s, end_s = seq.get("after_burst_s", [0, 3600])
+        start = max(now, burst_time + timedelta(seconds=start_s))
+        end = burst_time + timedelta(seconds=end_s)
+        if end <= start:
+            continue  # this part of the follow-up is over (late alert, or a slow cadence already past)
+        albums = tuple(
+            AlbumSpec(album.get("detector") or None,
+                      tuple(PlanSpec(p["filter"], float(p["exposure_s"]), int(p["count"])) for p in album["plans"]))
+            for album in seq["albums"]
+        )
+        specs.append(SequenceSpec(str(seq.get("name") or f"sequence {i}"), start, end, albums))
+    return specs
+
+
+def strategy_for(*, mission: str, notice_type: str) -> Strategy | None:
+    """The active strategy for this alert type: the most specific match wins (notice types named >
+    missions named > catch-all); ties go to the most recently created."""
+    best: tuple[tuple[int, int], Strategy] | None = None
+    for strategy in Strategy.objects.filter(is_active=True).order_by("-created", "-pk"):
+        if strategy.missions and mission not in strategy.missions:
+            continue
+        if strategy.notice_types and notice_type not in strategy.notice_types:
+            continue
+        score = (int(bool(strategy.notice_types)), int(bool(strategy.missions)))
+        if best is None or score > best[0]:
+            best = (score, strategy)
+    return best[1] if best else None
+
+
+def alert_program() -> ScientificProgram:
+    program = (ScientificProgram.objects.filter(is_alert_program=True, is_active=True)
+               .select_related("pi").order_by("-priority", "pk").first())
+    if program is None:
+        raise FollowUpImpossible("no active scientific program is marked as the alert program")
+    return program
+
+
+def active_site() -> Site | None:
+    return Site.objects.filter(is_active=True).order_by("pk").first()
+
+
+def default_detector(site: Site | None) -> Detector | None:
+    detectors = Detector.objects.filter(telescope__is_active=True).order_by("pk")
+    if site is not None:
+        detectors = detectors.filter(telescope__site=site)
+    return detectors.first()
+
+
+def field_radius_deg(detector: Detector | None) -> float:
+    """Radius of the circle inscribed in the detector's field (deg)."""
+    if detector is None:
+        return DEFAULT_FIELD_RADIUS_DEG
+    return min(detector.width_px, detector.height_px) * detector.pixel_scale_arcsec / 2.0 / 3600.0
+
+
+def build_follow_up_request(
+    *, event: AlertEvent, strategy: Strategy, ra_deg: float, dec_deg: float, now: datetime
+) -> Request:
+    """Build and submit the event's request with common.RequestBuilder (the caller holds the event's lock)."""
+    from common.request_builder import ALERT_PRIORITY, RequestBuilder, RequestInvalid
+
+    if event.burst_time is None:
+        raise FollowUpImpossible("the event has no burst time to count the strategy's windows from")
+    specs = sequence_specs(strategy.template, burst_time=event.burst_time, now=now)
+    if not specs:
+        raise FollowUpImpossible(f"every window of strategy {strategy.name!r} has passed for this burst")
+    program = alert_program()
+    detector = default_detector(active_site())
+    builder = RequestBuilder(owner=program.pi, program=program, name=f"{event.name} follow-up",
+                             is_alert=True, alert_event=event)
+    for spec in specs:
+        sequence = builder.add_sequence(
+            name=f"{event.name} {spec.name}", target_name=event.name, ra_deg=ra_deg % 360.0, dec_deg=dec_deg,
+            window_start=spec.window_start, window_end=spec.window_end, priority=ALERT_PRIORITY,
+            min_altitude_deg=strategy.min_altitude_deg,
+        )
+        for album_spec in spec.albums:
+            detector_name = album_spec.detector or (detector.name if detector else None)
+            if detector_name is None:
+                raise FollowUpImpossible("no detector on the active site to observe with")
+            album = sequence.add_album(detector=detector_name)
+            for plan in album_spec.plans:
+                album.add_plan(filter=plan.filter_name, exposure_s=plan.exposure_s, count=plan.count)
+    try:
+        return builder.save(submit=True, check_observability=False)
+    except RequestInvalid as exc:
+        raise FollowUpImpossible(f"the request built by strategy {strategy.name!r} is invalid: {exc}") from exc
