@@ -193,15 +193,18 @@ def exposure_time_s(header: fits.Header) -> float:
     return exposure_s
 
 
-def load_fits(source: bytes | bytearray | str | os.PathLike[str], *, require_light_headers: bool = False) -> tuple[
+def load_fits(source: bytes | bytearray | str | os.PathLike[str] | Any, *, require_light_headers: bool = False) -> tuple[
     np.ndarray, fits.Header
 ]:
-    """Read the first 2-D image of a FITS file as float32 (native byte order) with its header.
+    """Read the first 2-D image of a FITS file (bytes, a path or an open binary file) as float32
+    (native byte order) with its header.
 
     Raises :class:`AnalysisError` for an unreadable/truncated file, no 2-D image, non-finite data,
     or (always) a missing/unreadable EXPTIME and DATE-OBS; with ``require_light_headers`` also a
     missing FILTER. The WCS is checked where astrometry needs it (:func:`analyzer.measure.image_wcs`).
     """
+    if hasattr(source, "read"):  # an open file, e.g. a Django FieldFile
+        source = source.read()
     if isinstance(source, (bytes, bytearray)):
         if len(source) == 0:
             raise AnalysisError("empty file (0 bytes): not a FITS file")

@@ -63,18 +63,28 @@ _CATALOG_CACHE_SIZE = 16
 
 
 def _query_catalog(catalog: CatalogFn, ra_deg: float, dec_deg: float, radius_deg: float) -> np.ndarray:
-    key = (id(catalog), round(ra_deg, 4), round(dec_deg, 4), round(radius_deg, 4))
+    # The callable itself is in the key (not its id()): the cache keeps it alive, so a new callable
+    # can never inherit a dead one's id and its stars.
+    try:
+        key = (catalog, round(ra_deg, 4), round(dec_deg, 4), round(radius_deg, 4))
+        hash(key)
+    except TypeError:  # an unhashable callable object: no caching
+        return _checked_catalog(catalog(ra_deg, dec_deg, radius_deg))
     if key in _catalog_cache:
         _catalog_cache.move_to_end(key)
         return _catalog_cache[key]
-    stars = catalog(ra_deg, dec_deg, radius_deg)
+    stars = _checked_catalog(catalog(ra_deg, dec_deg, radius_deg))
+    _catalog_cache[key] = stars
+    if len(_catalog_cache) > _CATALOG_CACHE_SIZE:
+        _catalog_cache.popitem(last=False)
+    return stars
+
+
+def _checked_catalog(stars: Any) -> np.ndarray:
     if not isinstance(stars, np.ndarray) or stars.dtype.names is None or not {"ra_deg", "dec_deg"} <= set(
         stars.dtype.names
     ):
         raise AnalysisError("the reference catalogue returned no ra_deg/dec_deg table")
-    _catalog_cache[key] = stars
-    if len(_catalog_cache) > _CATALOG_CACHE_SIZE:
-        _catalog_cache.popitem(last=False)
     return stars
 
 
