@@ -246,6 +246,9 @@ class IndiLink:
             self.epoch += 1
             self.connected = False
             self._updates.clear()
+            if client._stop:
+                await self._notify()
+                return
             logger.warning("lost the INDI server %s:%s; reconnecting", self.host, self.port)
             await self._notify()
             return
