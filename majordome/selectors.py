@@ -1,0 +1,124 @@
+"""Reads of the observatory's state (the dashboard and the API compose these)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.utils import timezone
+
+from pyrosapp.models import ObservatoryState, Sequence, Site
+
+# The executor refreshes its heartbeat every 2 s; after this long without one it is presumed dead.
+EXECUTOR_STALE_S = 20.0
+
+
+class ObservatoryNotConfigured(Exception):
+    pass
+
+
+def active_site() -> Site:
+    site = Site.objects.filter(is_active=True).order_by("pk").first()
+    if site is None:
+        raise ObservatoryNotConfigured("no active site: run `manage.py seed_demo` or add one in the backoffice")
+    return site
+
+
+def observatory_state() -> ObservatoryState:
+    site = active_site()
+    state, _ = ObservatoryState.objects.select_related("site").get_or_create(site=site)
+    return state
+
+
+def executing_sequence() -> Sequence | None:
+    return Sequence.objects.filter(status=Sequence.Status.EXECUTING).select_related("request").order_by(
+        "started_at").first()
+
+
+def executor_busy(state: ObservatoryState, now: datetime | None = None) -> bool:
+    """True while an execution (sequence or calibration) holds the telescope and is alive."""
+    now = now or timezone.now()
+    heartbeat = (state.progress or {}).get("heartbeat")
+    if heartbeat and (now - datetime.fromisoformat(heartbeat)).total_seconds() < EXECUTOR_STALE_S:
+        return True
+    fresh = now - timedelta(seconds=EXECUTOR_STALE_S)
+    return Sequence.objects.filter(status=Sequence.Status.EXECUTING, execution_heartbeat__gte=fresh).exists()
+
+
+def stale_executions(now: datetime | None = None):
+    """Sequences left `executing` by an executor that stopped beating (killed worker)."""
+    now = now or timezone.now()
+    stale = now - timedelta(seconds=EXECUTOR_STALE_S)
+    return Sequence.objects.filter(status=Sequence.Status.EXECUTING).filter(
+        execution_heartbeat__lt=stale) | Sequence.objects.filter(status=Sequence.Status.EXECUTING,
+                                                                 execution_heartbeat__isnull=True,
+                                                                 started_at__lt=stale)
+
+
+def _iso(value):
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def observatory_status() -> dict:
+    """The JSON of GET /api/observatory/status/ (also the dashboard's status panel)."""
+    from majordome.services import sun_altitude_deg
+
+    state = observatory_state()
+    snapshot = state.devices_snapshot or {}
+    progress = state.progress or {}
+    current = None
+    if state.current_sequence_id and progress.get("sequence") == state.current_sequence_id:
+        current = {
+            "sequence": progress.get("sequence"),
+            "request": progress.get("request"),
+            "name": progress.get("name"),
+            "target": progress.get("target"),
+            "plan": progress.get("plan"),
+            "plan_index": progress.get("plan_index"),
+            "plans_total": progress.get("plans_total"),
+            "filter": progress.get("filter"),
+            "exposure": progress.get("exposure"),
+            "of": progress.get("of"),
+            "exposure_s": progress.get("exposure_s"),
+            "exposure_started": progress.get("exposure_started"),
+            "step": progress.get("step"),
+            "progress": progress.get("fraction", 0.0),
+        }
+    return {
+        "phase": state.phase,
+        "mode": state.mode,
+        "safe": state.safety == "safe",
+        "safety": state.safety,
+        "safety_reasons": state.safety_reasons or [],
+        "sun_alt_deg": round(sun_altitude_deg(state.site), 2),
+        "dome": snapshot.get("dome"),
+        "mount": snapshot.get("mount") or {"ra_deg": None, "dec_deg": None, "state": "unknown"},
+        "current": current,
+        "next": _next_entries(),
+        "weather": snapshot.get("weather") or {},
+        "pause_requested": state.pause_requested or None,
+        "version": state.version,
+        "updated": _iso(state.updated),
+    }
+
+
+def next_due_entry(now: datetime | None = None, lead_s: float = 60.0):
+    """The first planned entry of the current schedule that may start now (its planned start is at
+    most `lead_s` away and its end is not past)."""
+    from pyrosapp.models import ScheduleHasSequences
+
+    now = now or timezone.now()
+    return (ScheduleHasSequences.objects.filter(schedule__status="current", status="planned", tep__gt=now,
+                                                tsp__lte=now + timedelta(seconds=lead_s),
+                                                sequence__status__in=[Sequence.Status.PLANNED])
+            .select_related("sequence").order_by("tsp").first())
+
+
+def _next_entries(limit: int = 5) -> list[dict]:
+    from pyrosapp.models import ScheduleHasSequences
+
+    now = timezone.now()
+    rows = (ScheduleHasSequences.objects.filter(schedule__status="current", status="planned", tep__gt=now,
+                                                sequence__status=Sequence.Status.PLANNED)
+            .select_related("sequence").order_by("tsp")[:limit])
+    return [{"sequence": r.sequence_id, "request": r.sequence.request_id, "name": r.sequence.name,
+             "target": r.sequence.target_name, "tsp": _iso(r.tsp), "tep": _iso(r.tep)} for r in rows]

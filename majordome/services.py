@@ -1,0 +1,386 @@
+"""The majordome: what the telescope does next, operator controls, pre-emption, safety actions.
+
+Every write to the observatory state goes through `_state_update`, which bumps `version` (so live
+clients can skip unchanged data) and logs the change with its reason. Requests to stop the running
+sequence are flags in the database (`abort_sequence_id`); the executor's watcher thread sees them
+within a fraction of a second and aborts its devices. Processes that hold an INDI connection (the
+alerts and monitoring workers) also act on the devices directly, for speed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from majordome import selectors
+from majordome import state_machine as sm
+from pyrosapp.models import ObservatoryState, Sequence, Site
+
+log = logging.getLogger("pyros.majordome")
+
+
+# --- Sun ----------------------------------------------------------------------------------------
+_sun_cache: dict[tuple[int, int], tuple[float, bool]] = {}
+
+
+def sun_position(site: Site, now: datetime | None = None) -> tuple[float, bool]:
+    """(altitude in degrees, rising?) of the Sun at the site, cached per 30 s (status reads are hot)."""
+    now = now or timezone.now()
+    key = (site.pk, int(now.timestamp() // 30))
+    if key not in _sun_cache:
+        from astropy import units as u
+        from astropy.coordinates import AltAz, get_sun
+
+        from common.astro import earth_location, to_time
+
+        loc = earth_location(latitude_deg=site.latitude_deg, longitude_deg=site.longitude_deg,
+                             elevation_m=site.elevation_m)
+        t = to_time(now) + [0, 120] * u.s
+        alt = get_sun(t).transform_to(AltAz(obstime=t, location=loc)).alt.deg
+        if len(_sun_cache) > 256:
+            _sun_cache.clear()
+        _sun_cache[key] = (float(alt[0]), bool(alt[1] > alt[0]))
+    return _sun_cache[key]
+
+
+def sun_altitude_deg(site: Site, now: datetime | None = None) -> float:
+    return sun_position(site, now)[0]
+
+
+# --- State writes -------------------------------------------------------------------------------
+def _state_update(state: ObservatoryState, *, reason: str, only_if: dict | None = None, **changes) -> bool:
+    """Apply `changes` (conditionally on `only_if`), bump the version, log the reason."""
+    qs = ObservatoryState.objects.filter(pk=state.pk, **(only_if or {}))
+    n = qs.update(**changes, version=F("version") + 1, updated=timezone.now())
+    if n:
+        for key, value in changes.items():
+            setattr(state, key, value)
+        shown = {k: (v.pk if hasattr(v, "pk") else v) for k, v in changes.items() if k not in ("progress",)}
+        log.info("observatory %s: %s", ", ".join(f"{k}={v}" for k, v in shown.items()), reason)
+    return bool(n)
+
+
+def observatory_set_mode(*, mode: str, reason: str, by=None) -> ObservatoryState:
+    state = selectors.observatory_state()
+    sm.check_mode_change(state.mode, mode)
+    who = f" by {by}" if by else ""
+    if state.mode != mode and not _state_update(state, reason=f"{reason}{who}", only_if={"mode": state.mode},
+                                                mode=mode):
+        raise sm.InvalidStateChange("the observatory mode changed meanwhile; try again")
+    return state
+
+
+def request_abort_current(*, reason: str, state: ObservatoryState | None = None) -> int | None:
+    """Flag the running sequence for abort; returns its id (None when nothing runs)."""
+    state = state or selectors.observatory_state()
+    running = selectors.executing_sequence()
+    if running is None:
+        return None
+    _state_update(state, reason=f"abort of sequence {running.pk} requested: {reason}",
+                  abort_sequence_id=running.pk, abort_reason=reason[:300])
+    return running.pk
+
+
+# --- Operator controls --------------------------------------------------------------------------
+def observatory_pause(*, when: str, by=None) -> ObservatoryState:
+    """`deferred`: finish the current plan, then pause; `immediate`: abort the exposure now."""
+    if when not in ("deferred", "immediate"):
+        raise ValueError('"when" must be "deferred" or "immediate"')
+    state = selectors.observatory_state()
+    running = selectors.executing_sequence()
+    if when == "deferred" and running is not None:
+        sm.check_mode_change(state.mode, sm.PAUSED)
+        _state_update(state, reason=f"pause after the current plan requested by {by}", pause_requested="deferred")
+        return state
+    observatory_set_mode(mode=sm.PAUSED, reason=f"paused ({when})", by=by)
+    _state_update(state, reason="pause applied", pause_requested="")
+    if running is not None:
+        request_abort_current(reason=f"paused immediately by {by}", state=state)
+    return state
+
+
+def observatory_resume(*, by=None) -> ObservatoryState:
+    state = selectors.observatory_state()
+    if state.mode != sm.AUTOMATIC:
+        observatory_set_mode(mode=sm.AUTOMATIC, reason="resumed", by=by)
+    _state_update(state, reason=f"resume by {by}", pause_requested="")
+    majordome_wake(reason="resumed")
+    return state
+
+
+def observatory_stop(*, by=None) -> ObservatoryState:
+    """Finish nothing more: abort the running sequence, park the mount and close the dome."""
+    state = selectors.observatory_state()
+    observatory_set_mode(mode=sm.STOPPED, reason="stopped", by=by)
+    _state_update(state, reason="stop", pause_requested="")
+    request_abort_current(reason=f"observatory stopped by {by}", state=state)
+    _close_and_park_async(reason=f"stopped by {by}")
+    return state
+
+
+def observatory_abort(*, by=None) -> int | None:
+    """Abort the current sequence (it ends as failed / partially completed); the night goes on."""
+    return request_abort_current(reason=f"aborted by {by}")
+
+
+def observatory_close(*, by=None) -> ObservatoryState:
+    """Close the dome and park now; the observatory stays stopped until resumed."""
+    state = selectors.observatory_state()
+    if state.mode != sm.STOPPED:
+        observatory_set_mode(mode=sm.STOPPED, reason="dome closed by operator", by=by)
+    request_abort_current(reason=f"dome closed by {by}", state=state)
+    _close_and_park_async(reason=f"closed by {by}")
+    return state
+
+
+def _close_and_park_async(*, reason: str) -> None:
+    """Close and park from the monitoring worker, which holds a device connection."""
+    from monitoring.tasks import close_and_park
+
+    transaction.on_commit(lambda: close_and_park.apply_async(kwargs={"reason": reason}))
+
+
+# --- Pre-emption --------------------------------------------------------------------------------
+def observatory_preempt(*, sequence_id: int, ra_deg: float, dec_deg: float, reason: str) -> bool:
+    """Abort what runs and point at (ra, dec) NOW, then run `sequence_id` next, before the plan.
+
+    Called by the alert manager on the latency path: the slew command leaves for the mount before
+    any database work, when the observatory may observe (night, safe, automatic). Returns whether
+    the telescope was commanded; otherwise the sequence still runs first when observing resumes."""
+    t0 = time.perf_counter()
+    state = selectors.observatory_state()
+    observing = state.mode == sm.AUTOMATIC and state.safety == sm.SAFE and state.phase == sm.NIGHT
+    slewed = False
+    if observing:
+        try:
+            from majordome.device_link import get_observatory
+
+            obs = get_observatory()
+            obs.camera.abort()
+            obs.mount.start_slew(ra_deg=ra_deg, dec_deg=dec_deg)
+            slewed = True
+        except Exception as exc:  # devices unreachable: the executor will slew when it starts
+            log.warning("pre-emption could not command the mount directly (%s); the executor will", exc)
+    commanded_ms = (time.perf_counter() - t0) * 1000.0
+    running = selectors.executing_sequence()
+    changes = {"preempt_sequence_id": sequence_id}
+    if running is not None:
+        changes.update(abort_sequence_id=running.pk, abort_reason=f"pre-empted: {reason}"[:300])
+    _state_update(state, reason=f"pre-emption by sequence {sequence_id}: {reason}", **changes)
+    Sequence.objects.filter(pk=sequence_id, status__in=[Sequence.Status.PENDING, Sequence.Status.UNPLANNED]).update(
+        status=Sequence.Status.PLANNED)
+    log.info("pre-emption: slew %s in %.1f ms (%s)", "commanded" if slewed else "deferred", commanded_ms, reason)
+    if running is None:
+        majordome_wake(reason="pre-emption")
+    return slewed
+
+
+def observatory_repoint(*, sequence_id: int, ra_deg: float, dec_deg: float, reason: str) -> bool:
+    """A better position for a sequence (alert update): store it and, if it is running or waiting,
+    restart it there (completed plans are kept)."""
+    Sequence.objects.filter(pk=sequence_id).update(ra_deg=ra_deg % 360.0, dec_deg=dec_deg)
+    return observatory_preempt(sequence_id=sequence_id, ra_deg=ra_deg, dec_deg=dec_deg, reason=f"re-point: {reason}")
+
+
+def sequence_abort(*, sequence_id: int, reason: str) -> bool:
+    """Stop `sequence_id` if it is running (a cancelled request). Returns whether it was running."""
+    state = selectors.observatory_state()
+    if not Sequence.objects.filter(pk=sequence_id, status=Sequence.Status.EXECUTING).exists():
+        if state.preempt_sequence_id == sequence_id:
+            _state_update(state, reason=f"sequence {sequence_id} withdrawn: {reason}", preempt_sequence=None)
+        return False
+    _state_update(state, reason=f"abort of sequence {sequence_id}: {reason}", abort_sequence_id=sequence_id,
+                  abort_reason=reason[:300])
+    return True
+
+
+# --- Safety -------------------------------------------------------------------------------------
+def observatory_set_safety(*, safe: bool | None, reasons: list[str], conditions_ok_since=None) -> ObservatoryState:
+    """Record the safety verdict of monitoring. Going unsafe makes the observatory safe at once."""
+    state = selectors.observatory_state()
+    new = sm.UNKNOWN if safe is None else (sm.SAFE if safe else sm.UNSAFE)
+    changes = {"safety_reasons": reasons, "conditions_ok_since": conditions_ok_since}
+    if new != state.safety:
+        changes["safety"] = new
+        if new == sm.UNSAFE:
+            changes["unsafe_since"] = timezone.now()
+        _state_update(state, reason=f"safety {state.safety} -> {new}: {'; '.join(reasons) or 'conditions good'}",
+                      **changes)
+        if new == sm.SAFE:
+            majordome_wake(reason="conditions safe")
+    elif reasons != (state.safety_reasons or []) or conditions_ok_since != state.conditions_ok_since:
+        ObservatoryState.objects.filter(pk=state.pk).update(**changes, version=F("version") + 1)
+    return state
+
+
+def make_safe_now(*, reasons: list[str], observatory=None) -> None:
+    """Stop exposures, close the dome, park the mount — commands leave at once, motions run in threads."""
+    state = selectors.observatory_state()
+    request_abort_current(reason="unsafe: " + "; ".join(reasons), state=state)
+    if observatory is None:
+        from majordome.device_link import get_observatory
+
+        observatory = get_observatory()
+    for what, action in (("camera abort", lambda: observatory.camera.abort()),):
+        try:
+            action()
+        except Exception as exc:
+            log.warning("%s failed: %s", what, exc)
+    log.warning("UNSAFE (%s): closing the dome and parking the mount", "; ".join(reasons))
+    _in_thread("dome close", lambda: observatory.dome.close_shutter(timeout_s=300))
+    _in_thread("mount park", lambda: observatory.mount.park(timeout_s=300))
+
+
+def _in_thread(what: str, action) -> threading.Thread:
+    def run():
+        try:
+            action()
+            log.info("%s done", what)
+        except Exception as exc:
+            log.error("%s failed: %s", what, exc)
+
+    thread = threading.Thread(target=run, name=f"pyros-{what}", daemon=True)
+    thread.start()
+    return thread
+
+
+# --- Dispatch -----------------------------------------------------------------------------------
+def majordome_wake(*, reason: str) -> None:
+    """Decide now (not at the next tick) whether to start something; after commit."""
+    transaction.on_commit(lambda: majordome_dispatch(reason=reason))
+
+
+def phase_update(state: ObservatoryState, now: datetime | None = None) -> str:
+    alt, rising = sun_position(state.site, now)
+    phase = sm.phase_for(sun_alt_deg=alt, sun_rising=rising, twilight_deg=state.site.twilight_deg)
+    if phase != state.phase:
+        old = state.phase
+        _state_update(state, reason=f"phase {old} -> {phase} (Sun at {alt:.1f}°)", phase=phase)
+        _on_phase_change(old, phase)
+    return phase
+
+
+def _on_phase_change(old: str, new: str) -> None:
+    if new == sm.NIGHT:
+        log.info("night starts")
+        _replan("night start")
+    elif old == sm.NIGHT:
+        log.info("night ends")
+
+
+def _replan(reason: str) -> None:
+    try:
+        from scheduler.services import schedule_request_replan
+    except ImportError:
+        log.info("no scheduler installed: not replanning (%s)", reason)
+        return
+    schedule_request_replan(reason=reason)
+
+
+def majordome_tick(now: datetime | None = None) -> str:
+    """Periodic: phase, recovery of dead executions, calibrations, dispatch. Returns what it did."""
+    state = selectors.observatory_state()
+    phase_update(state, now)
+    recovered = recover_stale_executions(now)
+    if state.phase in (sm.DUSK, sm.DAWN) and state.mode == sm.AUTOMATIC:
+        started = maybe_start_calibrations(state, now)
+        if started:
+            return started
+    return majordome_dispatch(reason="tick") or (f"recovered {recovered}" if recovered else "idle")
+
+
+def recover_stale_executions(now: datetime | None = None) -> int:
+    """A sequence left `executing` by a dead executor resumes next (its completed plans and images
+    are kept); if its window has closed it ends as partially completed or failed."""
+    now = now or timezone.now()
+    count = 0
+    state = selectors.observatory_state()
+    for seq in selectors.stale_executions(now):
+        if seq.window_end > now + timedelta(seconds=60):
+            n = Sequence.objects.filter(pk=seq.pk, status=Sequence.Status.EXECUTING,
+                                        execution_token=seq.execution_token).update(
+                status=Sequence.Status.PENDING, status_reason="resuming after the executor was lost",
+                execution_token="")
+            if n:
+                _state_update(state, reason=f"executor lost during sequence {seq.pk}: it resumes next",
+                              preempt_sequence_id=seq.pk, current_sequence=None, progress={})
+                count += 1
+        else:
+            from observation_manager.services import sequence_finish
+
+            sequence_finish(sequence_id=seq.pk, token=seq.execution_token,
+                            reason="executor lost and the window closed")
+            count += 1
+    return count
+
+
+def maybe_start_calibrations(state: ObservatoryState, now: datetime | None = None) -> str | None:
+    now = now or timezone.now()
+    key = state.phase  # "dusk" or "dawn"
+    today = now.date().isoformat()
+    if (state.calibrations_done or {}).get(key) == today or selectors.executor_busy(state, now):
+        return None
+    done = dict(state.calibrations_done or {})
+    done[key] = today
+    if not _state_update(state, reason=f"{key} calibrations start", only_if={"calibrations_done": state.calibrations_done},
+                         calibrations_done=done):
+        return None
+    from observation_manager.tasks import run_calibrations
+
+    token = uuid.uuid4().hex
+    _state_update(state, reason="calibrations dispatched",
+                  progress={"kind": "calibration", "token": token, "heartbeat": now.isoformat()})
+    transaction.on_commit(lambda: run_calibrations.apply_async(kwargs={"when": key, "token": token}))
+    return f"{key} calibrations"
+
+
+def majordome_dispatch(*, reason: str, now: datetime | None = None) -> str | None:
+    """Start the next sequence if the observatory may: the pre-empting one first, else the first
+    planned entry that is due. Claimed with a conditional update so two callers cannot both start it."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        state = ObservatoryState.objects.select_for_update().select_related("site").get(
+            pk=selectors.observatory_state().pk)
+        busy = selectors.executor_busy(state, now)
+        entry = None if state.preempt_sequence_id else selectors.next_due_entry(now)
+        ok, why = sm.may_dispatch(sm.DispatchInputs(
+            phase=state.phase, mode=state.mode, safety=state.safety, executor_busy=busy,
+            has_preempt=state.preempt_sequence_id is not None, next_entry_due=entry is not None))
+        if not ok:
+            return None
+        sequence_id = state.preempt_sequence_id or entry.sequence_id
+        token = uuid.uuid4().hex
+        claimed = Sequence.objects.filter(
+            pk=sequence_id, status__in=[Sequence.Status.PLANNED, Sequence.Status.PENDING, Sequence.Status.UNPLANNED]
+        ).update(status=Sequence.Status.EXECUTING, execution_token=token, execution_heartbeat=now,
+                 started_at=now, status_reason="")
+        if not claimed:
+            if state.preempt_sequence_id:
+                _state_update(state, reason=f"pre-empting sequence {sequence_id} is no longer runnable",
+                              preempt_sequence=None)
+            return None
+        _state_update(state, reason=f"dispatching sequence {sequence_id} ({why}; {reason})", preempt_sequence=None,
+                      current_sequence_id=sequence_id, abort_sequence_id=None, abort_reason="",
+                      progress={"kind": "sequence", "sequence": sequence_id, "token": token,
+                                "heartbeat": now.isoformat(), "step": "dispatched"})
+        from observation_manager.tasks import execute_sequence
+
+        transaction.on_commit(lambda: execute_sequence.apply_async(kwargs={"sequence_id": sequence_id,
+                                                                           "token": token}))
+    _request_set_status_for(sequence_id)
+    return f"dispatched sequence {sequence_id}"
+
+
+def _request_set_status_for(sequence_id: int) -> None:
+    from observation_manager.services import request_refresh_status
+
+    seq = Sequence.objects.filter(pk=sequence_id).only("request_id").first()
+    if seq is not None:
+        request_refresh_status(request_id=seq.request_id)
