@@ -514,8 +514,8 @@ class RequestBuilder:
         for index, seq in enumerate(self.sequences):
             if seq.duration_s is None or seq.window_start is None or seq.window_end is None:
                 continue
-            if any(p.startswith(seq.path + ".window") or p.startswith(seq.path + ".preferred_start") for p in errors):
-                continue
+            if any(p == seq.path or p.startswith(seq.path + ".") for p in errors):
+                continue  # fix the sequence's own values first: the sky cannot be checked with bad ones
             minutes = seq.duration_s / 60.0
             if seq.window_end <= now:
                 errors.setdefault(seq.field_path("window_end"), []).append(

@@ -227,3 +227,37 @@ def sequence_record_time_used(*, sequence_id: int, used_s: float) -> None:
         if request.allocation_id:
             Allocation.objects.filter(pk=request.allocation_id).update(
                 used_s=F("used_s") + used_s, reserved_s=Greatest(F("reserved_s") - Value(from_reserved_s), Value(0.0)))
+
+
+def requests_import(*, owner: User, batch, submit: bool, now: datetime | None = None) -> list[Request]:
+    """Create every request of a parsed batch (see :mod:`routine_manager.importers`), or none.
+
+    Raises ``ImportInvalid`` with one entry per error, located by CSV row or JSON item.
+    """
+    from .importers import ImportInvalid, csv_column_for
+
+    now = now or timezone.now()
+
+    def located(index: int, errors: dict[str, list[str]]) -> list[dict[str, str]]:
+        return [{"location": batch.locate(index, path),
+                 "field": csv_column_for(path) if batch.kind == "csv" else path,
+                 "message": message}
+                for path, messages in errors.items() for message in messages]
+
+    builders = [RequestBuilder.from_api_data(data, owner=owner) for data in batch.requests]
+    problems: list[dict[str, str]] = []
+    for index, builder in enumerate(builders):
+        report = builder.validate(now=now, submission=submit)
+        problems.extend(located(index, report.errors))
+    if problems:
+        raise ImportInvalid(problems)
+    created: list[Request] = []
+    try:
+        with transaction.atomic():
+            for builder in builders:
+                created.append(builder.save(submit=submit, now=now))
+    except RequestInvalid as exc:
+        # Each request fits the allocation alone but not all together: nothing was kept.
+        raise ImportInvalid(located(len(created), exc.errors)) from None
+    log.info("imported %d request(s) for %s (%s)", len(created), owner, "submitted" if submit else "drafts")
+    return created

@@ -15,9 +15,17 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from scheduler.observability import (ConstraintArrays, Observability, Site, SkyGrid, TargetSet,
-                                     altitude_for_airmass_deg, explain_unobservable, nights_between,
-                                     start_intervals)
+from scheduler.observability import (
+    ConstraintArrays,
+    Observability,
+    Site,
+    SkyGrid,
+    TargetSet,
+    altitude_for_airmass_deg,
+    explain_unobservable,
+    nights_between,
+    start_intervals,
+)
 
 GRID_STEP_S = 60.0
 _GRID_CACHE_SIZE = 16
