@@ -76,6 +76,8 @@ class AnalysisResult(models.Model):
         RUNNING = "running", "Running"
         OK = "ok", "OK"
         FAILED = "failed", "Failed"
+        # Valid file that is not a science frame (bias/dark/flat): it goes into the masters instead.
+        SKIPPED = "skipped", "Skipped"
 
     image = models.OneToOneField(Image, on_delete=models.CASCADE, related_name="analysis")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
