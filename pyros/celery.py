@@ -57,9 +57,21 @@ app.conf.update(
 )
 
 # The beat schedule, in one place. Entries are added by the issues that build each task.
-BEAT_SCHEDULE = {
-    "log-purge": {"task": "pyros.common.log_purge", "schedule": timedelta(hours=6)},
-}
+def _beat_schedule() -> dict:
+    # Read from the environment directly (not django.conf.settings): this module is imported while
+    # the settings module itself loads. The same variables feed settings.PYROS_*_S.
+    from pyros.env import env_float
+
+    return {
+        "monitoring-poll": {"task": "pyros.monitoring.poll",
+                            "schedule": timedelta(seconds=env_float("PYROS_MONITORING_PERIOD_S", 1.0))},
+        "majordome-tick": {"task": "pyros.majordome.tick",
+                           "schedule": timedelta(seconds=env_float("PYROS_MAJORDOME_TICK_S", 5.0))},
+        "log-purge": {"task": "pyros.common.log_purge", "schedule": timedelta(hours=6)},
+    }
+
+
+BEAT_SCHEDULE = _beat_schedule()
 app.conf.beat_schedule = BEAT_SCHEDULE
 
 app.autodiscover_tasks()

@@ -240,3 +240,19 @@ LOGGING = {
         "celery": {"handlers": ["console"], "level": "INFO"},
     },
 }
+
+# --- Safety (monitoring) and the majordome's rhythm ---
+PYROS_SAFETY_LIMITS = {
+    "max_wind_m_s": env_float("PYROS_SAFETY_MAX_WIND_M_S", 15.0),
+    "max_gust_m_s": env_float("PYROS_SAFETY_MAX_GUST_M_S", 20.0),
+    "max_humidity_pct": env_float("PYROS_SAFETY_MAX_HUMIDITY_PCT", 90.0),
+    "max_rain_mm_h": env_float("PYROS_SAFETY_MAX_RAIN_MM_H", 0.0),
+    "max_cloud_cover_pct": env_float("PYROS_SAFETY_MAX_CLOUD_PCT", 70.0),
+    # No weather reading newer than this is unsafe (PANOPTES POCS uses 180 s).
+    "stale_after_s": env_float("PYROS_SAFETY_STALE_S", 180.0),
+}
+# Conditions must stay good this long before reopening (ACP's default is 10 minutes).
+PYROS_SAFETY_HOLD_S = env_float("PYROS_SAFETY_HOLD_S", 600.0)
+PYROS_MONITORING_PERIOD_S = env_float("PYROS_MONITORING_PERIOD_S", 1.0)
+PYROS_MAJORDOME_TICK_S = env_float("PYROS_MAJORDOME_TICK_S", 5.0)
+PYROS_HISTORY_EVERY_S = env_float("PYROS_HISTORY_EVERY_S", 30.0)

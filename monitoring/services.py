@@ -1,0 +1,166 @@
+"""Monitoring: read the weather station and the devices, keep a compact history, decide safety.
+
+The poll runs every PYROS_MONITORING_PERIOD_S seconds (beat). Readings come from the INDI
+connection's cached properties (the drivers push updates), so a poll costs milliseconds; the
+history keeps one row per PYROS_HISTORY_EVERY_S, plus every change of safety."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+
+from django.conf import settings
+from django.utils import timezone
+
+from monitoring.safety import Reading, evaluate, unsafe_reasons
+from pyrosapp.models import DeviceStatus, WeatherReading
+
+log = logging.getLogger("pyros.monitoring")
+
+_last_history: dict[str, float] = {}
+
+
+def _due(key: str, every_s: float) -> bool:
+    now = time.monotonic()
+    if now - _last_history.get(key, -1e9) >= every_s:
+        _last_history[key] = now
+        return True
+    return False
+
+
+def monitoring_poll(*, observatory=None, now: datetime | None = None) -> dict:
+    """One poll: snapshot, history, safety. Returns the snapshot."""
+    from majordome import services as majordome
+    from majordome.selectors import observatory_state
+
+    now = now or timezone.now()
+    if observatory is None:
+        from majordome.device_link import get_observatory
+
+        try:
+            observatory = get_observatory()
+        except Exception as exc:
+            observatory = None
+            log.warning("devices unreachable: %s", exc)
+    snapshot: dict = {"time": now.isoformat()}
+    reading = None
+    if observatory is not None:
+        reading, snapshot["weather"] = _read_weather(observatory)
+        snapshot["mount"] = _read_mount(observatory)
+        snapshot["dome"] = _read_dome(observatory)
+        snapshot["camera"] = _read_camera(observatory)
+        snapshot["filter_wheel"] = _read_wheel(observatory)
+    state = observatory_state()
+    type(state).objects.filter(pk=state.pk).update(devices_snapshot=snapshot)
+
+    reasons = unsafe_reasons(reading, now=now, limits=settings.PYROS_SAFETY_LIMITS)
+    if observatory is None:
+        reasons = ["devices unreachable"] + reasons[:0]
+    verdict = evaluate(reasons=reasons, previous=state.safety, ok_since=state.conditions_ok_since, now=now,
+                       hold_s=settings.PYROS_SAFETY_HOLD_S)
+    became_unsafe = verdict.safety == "unsafe" and state.safety != "unsafe"
+    if became_unsafe and observatory is not None:
+        # The reading just said unsafe: commands leave before any bookkeeping.
+        majordome.make_safe_now(reasons=verdict.reasons, observatory=observatory)
+    majordome.observatory_set_safety(safe={"safe": True, "unsafe": False}.get(verdict.safety),
+                                     reasons=verdict.reasons, conditions_ok_since=verdict.conditions_ok_since)
+    _store_history(snapshot, reading, force=verdict.safety != state.safety)
+    return snapshot
+
+
+def _read_weather(observatory) -> tuple[Reading | None, dict]:
+    if not observatory.weather:
+        return None, {}
+    try:
+        r = observatory.weather.readings()
+    except Exception as exc:
+        log.warning("weather station: %s", exc)
+        return None, {"error": str(exc)}
+    reading = Reading(time_utc=r.time_utc, wind_m_s=r.wind_m_s, gust_m_s=r.gust_m_s, humidity_pct=r.humidity_pct,
+                      rain_mm_h=r.rain_mm_h, cloud_cover_pct=r.cloud_cover_pct, station_safe=r.station_safe)
+    return reading, {"wind_m_s": r.wind_m_s, "gust_m_s": r.gust_m_s, "humidity_pct": r.humidity_pct,
+                     "rain_mm_h": r.rain_mm_h, "temperature_c": r.temperature_c, "cloud_cover_pct": r.cloud_cover_pct,
+                     "sky_ambient_c": r.sky_ambient_c, "station_safe": r.station_safe,
+                     "time": r.time_utc.isoformat()}
+
+
+def _read_mount(observatory) -> dict:
+    try:
+        m = observatory.mount.state()
+    except Exception as exc:
+        return {"ra_deg": None, "dec_deg": None, "state": "unknown", "error": str(exc)}
+    return {"ra_deg": round(m.ra_deg, 5), "dec_deg": round(m.dec_deg, 5),
+            "alt_deg": None if m.alt_deg is None else round(m.alt_deg, 3),
+            "az_deg": None if m.az_deg is None else round(m.az_deg, 3), "state": m.status, "tracking": m.tracking,
+            "parked": m.parked}
+
+
+def _read_dome(observatory) -> dict:
+    if not observatory.dome:
+        return {"shutter": "none"}
+    try:
+        d = observatory.dome.state()
+    except Exception as exc:
+        return {"shutter": "unknown", "error": str(exc)}
+    return {"shutter": d.shutter, "azimuth_deg": d.azimuth_deg, "parked": d.parked,
+            "following_mount": d.following_mount, "moving": d.moving}
+
+
+def _read_camera(observatory) -> dict:
+    if not observatory.camera:
+        return {}
+    try:
+        return {"temperature_c": observatory.camera.temperature_c()}
+    except Exception as exc:
+        return {"error": str(exc)}
+
+
+def _read_wheel(observatory) -> dict:
+    if not observatory.filter_wheel:
+        return {}
+    try:
+        return {"filter": observatory.filter_wheel.current()}
+    except Exception as exc:
+        return {"error": str(exc)}
+
+
+def _store_history(snapshot: dict, reading: Reading | None, *, force: bool) -> None:
+    every = settings.PYROS_HISTORY_EVERY_S
+    now = timezone.now()
+    weather = snapshot.get("weather") or {}
+    if reading is not None and (force or _due("weather", every)):
+        WeatherReading.objects.create(
+            time=reading.time_utc, wind_m_s=reading.wind_m_s, gust_m_s=reading.gust_m_s,
+            humidity_pct=reading.humidity_pct, rain_mm_h=reading.rain_mm_h, cloud_cover_pct=reading.cloud_cover_pct,
+            temperature_c=weather.get("temperature_c"), station_safe=reading.station_safe)
+    for device in ("mount", "dome", "camera", "filter_wheel"):
+        values = snapshot.get(device)
+        if values and (force or _due(device, every)):
+            DeviceStatus.objects.create(time=now, device=device, state=str(values.get("state")
+                                                                           or values.get("shutter") or ""),
+                                        values=values)
+
+
+def close_and_park(*, reason: str, observatory=None) -> None:
+    """Operator 'close' / 'stop': close the dome and park the mount now (waits for both)."""
+    if observatory is None:
+        from majordome.device_link import get_observatory
+
+        observatory = get_observatory()
+    log.warning("closing the dome and parking the mount: %s", reason)
+    errors = []
+    try:
+        observatory.camera.abort()
+    except Exception as exc:
+        errors.append(f"camera abort: {exc}")
+    for what, action in (("dome close", lambda: observatory.dome.close_shutter(timeout_s=300)),
+                         ("mount park", lambda: observatory.mount.park(timeout_s=300))):
+        try:
+            action()
+        except Exception as exc:
+            errors.append(f"{what}: {exc}")
+    if errors:
+        log.error("close and park incomplete: %s", "; ".join(errors))
+    else:
+        log.info("dome closed and mount parked")
