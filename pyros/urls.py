@@ -9,5 +9,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", login_not_required(SpectacularSwaggerView.as_view(url_name="api-schema")), name="api-docs"),
     path("api/", include("pyros.api_urls")),
+    path("schedule/", include("scheduler.urls")),
+    path("requests/", include("routine_manager.urls")),
     path("", include("dashboard.urls")),
 ]

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from pyrosapp.models import Schedule, ScheduleHasSequences, Sequence, Site
 from scheduler.observability import Site as SkySite
-from scheduler.observability import SkyGrid
+from scheduler.observability import SkyGrid, night_bounds
 
 # Sun altitude bands of the chart background (degrees): the usual twilight definitions.
 TWILIGHT_BANDS = (
@@ -27,7 +27,9 @@ TWILIGHT_BANDS = (
     ("nautical", -12.0, -6.0),
     ("astronomical", -18.0, -12.0),
 )
-# Chart margins around the night, and the sampling of the Sun and target altitude curves.
+# The chart spans sunset to sunrise (Sun at 0 deg) plus this margin, so every twilight band shows;
+# CHART_MARGIN around the plan when there is no sunset (polar summer/winter).
+SUNSET_MARGIN = timedelta(minutes=30)
 CHART_MARGIN = timedelta(hours=1, minutes=30)
 CURVE_STEP_S = 300.0
 MAX_ALTITUDE_CURVES = 60  # beyond that a chart is unreadable and heavy
@@ -105,6 +107,16 @@ def _sky_site(site: Site) -> SkySite:
                    name=site.name)
 
 
+def _chart_range(site: SkySite, start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    try:
+        sunset, sunrise = night_bounds(site, start, twilight_deg=0.0)
+    except ValueError:
+        return start - CHART_MARGIN, end + CHART_MARGIN
+    if sunset > start or sunrise < end:  # not the same night (should not happen): keep the plan whole
+        return start - CHART_MARGIN, end + CHART_MARGIN
+    return sunset - SUNSET_MARGIN, sunrise + SUNSET_MARGIN
+
+
 def _band(sun_alt_deg: float) -> str:
     for name, low, high in TWILIGHT_BANDS:
         if low <= sun_alt_deg < high or (name == "day" and sun_alt_deg >= high):
@@ -163,8 +175,8 @@ def schedule_timeline_data(schedule: Schedule, *, now: datetime | None = None) -
     now = now or timezone.now()
     night_start = schedule.night_start or schedule.plan_start
     night_end = schedule.night_end or schedule.plan_end
-    start = min(night_start, schedule.plan_start) - CHART_MARGIN
-    end = max(night_end, schedule.plan_end) + CHART_MARGIN
+    sky_site = _sky_site(schedule.site)
+    start, end = _chart_range(sky_site, min(night_start, schedule.plan_start), max(night_end, schedule.plan_end))
     entries = []
     targets = []
     for entry in schedule_planned_entries(schedule):
@@ -178,7 +190,7 @@ def schedule_timeline_data(schedule: Schedule, *, now: datetime | None = None) -
             "state": _entry_state(entry, now),
         })
         targets.append((label, sequence.ra_deg, sequence.dec_deg))
-    sky = _sky_curves(_sky_site(schedule.site), start, end, targets)
+    sky = _sky_curves(sky_site, start, end, targets)
     return {
         "title": f"Schedule {schedule.pk} · {schedule.site.name}",
         "range": [_iso(start), _iso(end)],
@@ -200,7 +212,7 @@ def simulation_timeline_data(document: dict[str, Any], result: dict[str, Any]) -
     night = parse_night(document)
     specs = {spec.id: spec for spec in night["specs"]}
     night_start, night_end = night["night_start_utc"], night["night_end_utc"]
-    start, end = night_start - CHART_MARGIN, night_end + CHART_MARGIN
+    start, end = _chart_range(night["site"], night_start, night_end)
     entries, targets = [], []
     for item in result["schedule"]:
         spec = specs[item["id"]]

@@ -409,3 +409,48 @@ def _apply_statuses(*, result: ScheduleResult, by_spec_id: dict[str, Sequence], 
                        status_reason="not in tonight's plan: its window is outside the night")
     conflicts += _roll_up_requests(touched_requests)
     return conflicts
+
+
+# --------------------------------------------------------------------------------------------
+# Simulation of an uploaded night (no database)
+# --------------------------------------------------------------------------------------------
+# The largest shared set (N=1000) is 0.4 MB and plans in about a second: 2 MB / 2000 sequences bound the
+# work one upload can ask of the web process.
+SIMULATION_MAX_BYTES = 2 * 1024 * 1024
+SIMULATION_MAX_SEQUENCES = 2000
+
+
+def schedule_simulate_upload(*, content: bytes) -> tuple[dict, dict]:
+    """Plan the night of an uploaded JSON file: (the document, the result of ``simulate_night``).
+
+    Raises :class:`scheduler.simulate.NightFileError` with a message for a person on any bad input.
+    """
+    import json
+
+    from scheduler.simulate import NightFileError, simulate_night
+
+    if len(content) > SIMULATION_MAX_BYTES:
+        raise NightFileError(f"the file is too big ({len(content) / 1e6:.1f} MB): at most "
+                             f"{SIMULATION_MAX_BYTES / 1e6:.0f} MB")
+    if not content.strip():
+        raise NightFileError("the file is empty")
+    try:
+        document = json.loads(content.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise NightFileError(f"the file is not UTF-8 text (byte {exc.start})") from exc
+    except json.JSONDecodeError as exc:
+        raise NightFileError(f"the file is not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from exc
+    except RecursionError as exc:
+        raise NightFileError("the file is not JSON that can be read: nested too deeply") from exc
+    if isinstance(document, dict) and isinstance(document.get("sequences"), list) \
+            and len(document["sequences"]) > SIMULATION_MAX_SEQUENCES:
+        raise NightFileError(f"too many sequences ({len(document['sequences'])}): at most {SIMULATION_MAX_SEQUENCES}")
+    try:
+        result = simulate_night(document)
+    except NightFileError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, ArithmeticError, OverflowError) as exc:
+        # A document that passed the format checks but still upsets the planner: say so, keep the trace in the log.
+        log.warning("simulation of an uploaded night failed", exc_info=True)
+        raise NightFileError(f"the night could not be planned: {exc}") from exc
+    return document, result

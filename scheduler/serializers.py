@@ -1,0 +1,59 @@
+"""JSON shape of the schedule API (ISO 8601 UTC strings, ending in Z)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from rest_framework import serializers
+
+from pyrosapp.models import Schedule
+from scheduler import selectors
+
+
+def _utc(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class ScheduleEntrySerializer(serializers.Serializer):
+    sequence = serializers.IntegerField(source="sequence_id")
+    request = serializers.IntegerField(source="sequence.request_id")
+    tsp = serializers.SerializerMethodField()
+    tep = serializers.SerializerMethodField()
+
+    def get_tsp(self, entry) -> str:
+        return _utc(entry.tsp)
+
+    def get_tep(self, entry) -> str:
+        return _utc(entry.tep)
+
+
+class ScheduleRejectionSerializer(serializers.Serializer):
+    sequence = serializers.IntegerField(source="sequence_id")
+    reason = serializers.CharField(source="rejection_reason")
+
+
+class ScheduleCurrentSerializer(serializers.Serializer):
+    """``{"id", "created", "plan_start", "plan_end", "entries": [...], "rejected": [...]}`` exactly."""
+
+    id = serializers.IntegerField()
+    created = serializers.SerializerMethodField()
+    plan_start = serializers.SerializerMethodField()
+    plan_end = serializers.SerializerMethodField()
+    entries = serializers.SerializerMethodField()
+    rejected = serializers.SerializerMethodField()
+
+    def get_created(self, schedule: Schedule) -> str:
+        return _utc(schedule.created)
+
+    def get_plan_start(self, schedule: Schedule) -> str:
+        return _utc(schedule.plan_start)
+
+    def get_plan_end(self, schedule: Schedule) -> str:
+        return _utc(schedule.plan_end)
+
+    def get_entries(self, schedule: Schedule) -> list[dict]:
+        return ScheduleEntrySerializer(selectors.schedule_planned_entries(schedule), many=True).data
+
+    def get_rejected(self, schedule: Schedule) -> list[dict]:
+        rejected = schedule.entries.filter(status="rejected").order_by("sequence_id")
+        return ScheduleRejectionSerializer(rejected, many=True).data
