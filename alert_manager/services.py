@@ -277,13 +277,13 @@ def _store_parsed(alert: Alert, notice: ParsedNotice) -> bool:
 
 
 def _is_about_an_event(notice: ParsedNotice) -> bool:
-    """Utility packets (broker heartbeats, Swift pointing plans) and test packets naming no trigger, time
-    or position say nothing about a burst: stored, not grouped."""
+    """Utility packets (broker heartbeats, Swift pointing plans), test packets naming no trigger, and
+    packets with neither trigger, time, position nor citation say nothing about a burst: stored, not grouped."""
     if notice.role == "utility":
         return False
     if notice.role == "test":
         return notice.trigger_id is not None
-    return True
+    return bool(notice.trigger_id or notice.event_time_utc or notice.position_usable or notice.citations)
 
 
 def _finish(alert: Alert, outcome: _Outcome, timings: dict[str, float]) -> None:
@@ -392,6 +392,10 @@ def _act(*, alert: Alert, notice: ParsedNotice, decision: TriageDecision, event:
          strategy: Strategy | None, timings: dict[str, float]) -> _Outcome:
     if decision.kind == "retraction":
         return _Outcome(Alert.Status.PROCESSED, event_retract(event=event, reason=decision.reason), decision.kind)
+    if decision.kind == "ignored" and notice.is_retraction and event.is_test:
+        # A test retraction (LVK mock events) retracts its test event: visible, and nothing to cancel.
+        _set_event_status(event, AlertEvent.Status.RETRACTED, f"test retraction ({decision.reason})")
+        return _Outcome(Alert.Status.IGNORED, f"{decision.reason}; test event marked retracted", decision.kind)
     if decision.kind == "ignored":
         _set_event_status(event, AlertEvent.Status.IGNORED, decision.reason, only_from=(AlertEvent.Status.NEW,))
         return _Outcome(Alert.Status.IGNORED, decision.reason, decision.kind)
