@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import abc
 import concurrent.futures
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
 
-from devices.errors import DeviceAborted, DeviceTimeout
+from devices.errors import DeviceAborted, DeviceError, DeviceTimeout
 
 T = TypeVar("T")
 
@@ -107,6 +108,14 @@ class Operation(Generic[T]):
         self._abort()
 
 
+def _abort_quietly(device) -> None:
+    """Stop a device after a timed-out wait; the timeout, not a failing abort, is the error to report."""
+    try:
+        device.abort()
+    except DeviceError:
+        logging.getLogger("devices").warning("abort after a timeout failed on %s", getattr(device, "name", device))
+
+
 class Mount(abc.ABC):
     """An equatorial (or alt-az) mount with tracking, park and a horizon limit."""
 
@@ -126,7 +135,7 @@ class Mount(abc.ABC):
         try:
             operation.wait(timeout_s)
         except DeviceTimeout:
-            self.abort()
+            _abort_quietly(self)
             raise
 
     @abc.abstractmethod
@@ -248,7 +257,7 @@ class Camera(abc.ABC):
         try:
             return operation.wait(duration_s + 60.0 if timeout_s is None else timeout_s)
         except DeviceTimeout:
-            self.abort()
+            _abort_quietly(self)
             raise
 
     @abc.abstractmethod

@@ -30,6 +30,7 @@ from devices.interfaces import (
 logger = logging.getLogger("devices.indi")
 
 CONTROL_TIMEOUT_S = 10.0  # an instant setting (frame type, binning, tracking) must be answered within this
+ABORT_ACK_TIMEOUT_S = 2.0  # drivers acknowledge an abort in milliseconds; do not hang a caller on a dead one
 KPH_TO_M_S = 1000.0 / 3600.0
 
 
@@ -54,7 +55,7 @@ class _IndiDevice:
         self.link.bump_abort(self.name)
         async with self.link._cond:
             self.link._cond.notify_all()
-        await self.link.command(self.name, vector, {member: "On"}, timeout_s=CONTROL_TIMEOUT_S, what="abort")
+        await self.link.command(self.name, vector, {member: "On"}, timeout_s=ABORT_ACK_TIMEOUT_S, what="abort")
 
 
 class IndiMount(_IndiDevice, Mount):

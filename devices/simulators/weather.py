@@ -139,8 +139,9 @@ class WeatherDriver(IPyDriver):
 
     async def _send_readings(self) -> None:
         self._sample()
-        await publish(self.parameters, "Ok")
+        # status first: a client that reacts to new parameters then reads a matching verdict
         await publish(self.status, self.status.state)
+        await publish(self.parameters, "Ok")
 
     async def hardware(self) -> None:
         loop = asyncio.get_running_loop()
