@@ -30,9 +30,9 @@ log = logging.getLogger("pyros.routine_manager")
 def _ask_majordome_to_abort(*, sequence_id: int, reason: str) -> None:
     """Ask the majordome to stop an executing sequence now.
 
-    ``majordome.services.sequence_abort`` is the majordome's entry point. While the majordome does not
-    provide it (it is built in another issue), this is a documented no-op: the sequence row is already
-    ``cancelled``, which an executor checks between exposures, so it stops at the next one anyway.
+    ``majordome.services.sequence_abort`` is the majordome's entry point. Where the majordome does not
+    provide it, this is a documented no-op: the sequence row becomes ``cancelled`` anyway, which an
+    executor checks between exposures, so it stops at the next one.
     """
     try:
         from majordome.services import sequence_abort
@@ -125,7 +125,6 @@ def request_cancel(*, request: Request, reason: str = "", now: datetime | None =
     """Cancel a request that is not finished: its waiting and running sequences are cancelled, the
     majordome is asked to abort a running one, and the unused reserved time goes back to the program."""
     reason = (reason or "cancelled by its owner")[:500]
-    executing: list[int] = []
     with transaction.atomic():
         request = Request.objects.select_for_update().get(pk=request.pk)
         if request.status not in lifecycle.CANCELLABLE:
@@ -136,11 +135,11 @@ def request_cancel(*, request: Request, reason: str = "", now: datetime | None =
             if sequence.status in lifecycle.SEQUENCE_FINAL:
                 continue
             if sequence.status == lifecycle.EXECUTING:
-                executing.append(sequence.pk)
+                # Asked in the same transaction, while the row still says "executing" (the majordome
+                # only aborts a running sequence): both changes commit, or neither.
+                _ask_majordome_to_abort(sequence_id=sequence.pk, reason=reason)
             _move_sequence(sequence.pk, sequence.status, lifecycle.CANCELLED, status_reason=reason)
         refunded_s = _refund(request)
-        for sequence_id in executing:
-            transaction.on_commit(lambda sid=sequence_id: _ask_majordome_to_abort(sequence_id=sid, reason=reason))
         transaction.on_commit(lambda: _ask_scheduler_to_replan(reason=f"request {request.pk} cancelled"))
     log.info("request %s cancelled (%s); %.0f s refunded to %s", request.pk, reason, refunded_s, request.program)
     request.refresh_from_db()
