@@ -11,5 +11,6 @@ urlpatterns = [
     path("api/", include("pyros.api_urls")),
     path("schedule/", include("scheduler.urls")),
     path("requests/", include("routine_manager.urls")),
+    path("images/", include("analyzer.urls")),
     path("", include("dashboard.urls")),
 ]
