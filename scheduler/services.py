@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -34,6 +33,7 @@ from pyrosapp.models import (
     Telescope,
 )
 from routine_manager import lifecycle
+from routine_manager.services import sequence_set_status
 from scheduler.algorithm import RunningSequence, ScheduleResult, SequenceSpec, schedule_night
 from scheduler.observability import Site as SkySite
 from scheduler.observability import night_bounds
@@ -229,40 +229,23 @@ def _album_prefetch() -> Prefetch:
 # --------------------------------------------------------------------------------------------
 # Status moves
 # --------------------------------------------------------------------------------------------
-def _sequence_move(sequence_id: int, old: str, new: str, **fields) -> bool:
-    """Move one sequence ``old -> new`` if nobody moved it first (conditional update, row count checked).
+def _sequence_move(sequence_id: int, old: str, new: str, *, reason: str = "", **fields) -> bool:
+    """Move one sequence to ``new`` (with its planned times); False when another process moved it first.
 
-    The one place where the scheduler changes a sequence status: it switches to routine_manager's
-    ``sequence_set_status`` service when that lands.
+    A status change goes through routine_manager's ``sequence_set_status`` (transition table, conditional
+    update, roll-up of the request: submitted <-> scheduled). Re-planning at other times, or rejecting again
+    with another reason, is not a transition: a conditional update of the fields, guarded by the status.
     """
-    if old != new:
-        lifecycle.check_sequence_transition(old, new)
-    return Sequence.objects.filter(pk=sequence_id, status=old).update(status=new, **fields) == 1
-
-
-def _request_move(request_id: int, old: str, new: str) -> bool:
-    lifecycle.check_request_transition(old, new)
-    return Request.objects.filter(pk=request_id, status=old).update(status=new, updated=timezone.now()) == 1
-
-
-def _roll_up_requests(request_ids: Iterable[int]) -> list[str]:
-    """Submitted <-> scheduled by the statuses of their sequences (other request statuses are not ours)."""
-    conflicts = []
-    statuses: dict[int, list[str]] = defaultdict(list)
-    current: dict[int, str] = {}
-    for request_id, request_status, sequence_status in Sequence.objects.filter(request_id__in=set(request_ids)) \
-            .values_list("request_id", "request__status", "status"):
-        statuses[request_id].append(sequence_status)
-        current[request_id] = request_status
-    for request_id, sequence_statuses in statuses.items():
-        old = current[request_id]
-        new = lifecycle.request_status_for_sequences(sequence_statuses)
-        if old not in (Request.Status.SUBMITTED, Request.Status.SCHEDULED) or new == old \
-                or new not in (Request.Status.SUBMITTED, Request.Status.SCHEDULED):
-            continue
-        if not _request_move(request_id, old, new):
-            conflicts.append(f"request {request_id} moved by another process")
-    return conflicts
+    if old == new:
+        return Sequence.objects.filter(pk=sequence_id, status=old).update(status_reason=reason, **fields) == 1
+    try:
+        sequence_set_status(sequence_id=sequence_id, status=new, reason=reason, **fields)
+    except lifecycle.InvalidStateChange as exc:
+        log.info("sequence %d not moved to %s: %s", sequence_id, new, exc)
+        return False
+    if not reason:  # sequence_set_status keeps the previous reason ("not observable ...") when given none
+        Sequence.objects.filter(pk=sequence_id, status=new).exclude(status_reason="").update(status_reason="")
+    return True
 
 
 # --------------------------------------------------------------------------------------------
@@ -383,31 +366,26 @@ def _store(*, site: Site, result: ScheduleResult, by_spec_id: dict[str, Sequence
 
 def _apply_statuses(*, result: ScheduleResult, by_spec_id: dict[str, Sequence], planned: list) -> list[str]:
     conflicts: list[str] = []
-    touched_requests: set[int] = set()
     in_plan: set[int] = set()
     for entry in planned:
         sequence = by_spec_id[entry.id]
         in_plan.add(sequence.pk)
-        touched_requests.add(sequence.request_id)
         if not _sequence_move(sequence.pk, sequence.status, Sequence.Status.PLANNED, planned_start=entry.start_utc,
-                              planned_end=entry.end_utc, status_reason=""):
+                              planned_end=entry.end_utc):
             conflicts.append(f"sequence {sequence.pk} moved by another process before it could be planned")
     for spec_id, why in result.rejected.items():
         sequence = by_spec_id.get(spec_id)
         if sequence is None:
             continue
         in_plan.add(sequence.pk)
-        touched_requests.add(sequence.request_id)
         if not _sequence_move(sequence.pk, sequence.status, Sequence.Status.UNPLANNED, planned_start=None,
-                              planned_end=None, status_reason=why[:REASON_MAX_CHARS]):
+                              planned_end=None, reason=why[:REASON_MAX_CHARS]):
             conflicts.append(f"sequence {sequence.pk} moved by another process before it could be unplanned")
     # Planned by an earlier schedule but not a candidate any more (its window left the night): waiting again.
-    for pk, request_id in Sequence.objects.filter(status=Sequence.Status.PLANNED).exclude(pk__in=in_plan) \
-            .values_list("pk", "request_id"):
-        touched_requests.add(request_id)
+    for pk in Sequence.objects.filter(status=Sequence.Status.PLANNED).exclude(pk__in=in_plan) \
+            .values_list("pk", flat=True):
         _sequence_move(pk, Sequence.Status.PLANNED, Sequence.Status.PENDING, planned_start=None, planned_end=None,
-                       status_reason="not in tonight's plan: its window is outside the night")
-    conflicts += _roll_up_requests(touched_requests)
+                       reason="not in tonight's plan: its window is outside the night")
     return conflicts
 
 
