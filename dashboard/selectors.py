@@ -1,0 +1,111 @@
+"""Reads the dashboard owns: the live log records (the `Log` table is written by common.logging and
+read only here) and the cheap "has anything changed?" probe of the observatory state.
+
+Everything else on the dashboard comes from the other apps' selectors (majordome, scheduler,
+alert_manager, routine_manager, monitoring).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pyrosapp.models import Log, ObservatoryState
+
+# One poll never returns more than this many records: the panel shows the newest ones, and the
+# client asks again (after_id = the newest it holds) a second later anyway.
+LOG_PAGE_MAX = 500
+LOG_LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING, "ERROR": logging.ERROR,
+              "CRITICAL": logging.CRITICAL}
+
+
+def log_level_number(name: str) -> int | None:
+    """'warning' -> 30; '' -> None (no filter). Raises ValueError for an unknown level name."""
+    if not name:
+        return None
+    if name.isdigit():
+        return int(name)
+    try:
+        return LOG_LEVELS[name.upper()]
+    except KeyError:
+        raise ValueError(f"unknown level {name!r}: one of {', '.join(LOG_LEVELS)}") from None
+
+
+def log_records(*, after_id: int | None = None, before_id: int | None = None, min_level: int | None = None,
+                component: str = "", limit: int = 100) -> list[dict[str, Any]]:
+    """Log records, newest first, as dicts.
+
+    `after_id`: only records newer than that id (the live poll: usually returns nothing, one indexed
+    range scan on the primary key). `before_id`: only older ones (scroll-back). `min_level`: that level
+    and above. `component`: exact component (`majordome`, `alert_manager`...).
+    """
+    limit = max(1, min(int(limit), LOG_PAGE_MAX))
+    queryset = Log.objects.all()
+    if after_id is not None:
+        queryset = queryset.filter(id__gt=after_id)
+    if before_id is not None:
+        queryset = queryset.filter(id__lt=before_id)
+    if min_level is not None:
+        queryset = queryset.filter(level__gte=min_level)
+    if component:
+        queryset = queryset.filter(component=component)
+    rows = queryset.order_by("-id").values("id", "time", "level", "level_name", "component", "message",
+                                           "process")[:limit]
+    return [{**row, "time": row["time"].isoformat(timespec="milliseconds").replace("+00:00", "Z")} for row in rows]
+
+
+def log_latest_id() -> int:
+    """The id of the newest record (0 when there is none): where a fresh page starts polling from."""
+    return Log.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
+
+def log_components() -> list[str]:
+    """Components that have logged something, for the filter menu (the column is indexed)."""
+    return sorted(Log.objects.order_by().values_list("component", flat=True).distinct())
+
+
+def observatory_version() -> int | None:
+    """The version of the active site's observatory state: a single indexed one-row read, so a client
+    polling every second costs one tiny query when nothing changed (None when no site is configured)."""
+    return (ObservatoryState.objects.filter(site__is_active=True).order_by("site_id")
+            .values_list("version", flat=True).first())
+
+
+# Night bounds move by a minute a day: computing them once per site and per 10 minutes is plenty,
+# and keeps astropy out of the hot path of the status endpoint and the page render.
+_NIGHT_CACHE_S = 600
+_night_cache: dict[tuple, dict[str, Any]] = {}
+
+
+def night_summary(*, site, now=None) -> dict[str, Any]:
+    """The night in progress or the next one at `site`: {"start": iso, "end": iso, "is_night": bool}
+    (astronomical twilight, Sun below -18 deg), or {"error": ...} where there is none (polar summer)."""
+    from django.utils import timezone
+
+    from scheduler.observability import Site as SkySite
+    from scheduler.observability import night_bounds
+
+    now = now or timezone.now()
+    key = (site.pk, site.latitude_deg, site.longitude_deg, int(now.timestamp() // _NIGHT_CACHE_S))
+    cached = _night_cache.get(key)
+    if cached is None:
+        sky_site = SkySite(latitude_deg=site.latitude_deg, longitude_deg=site.longitude_deg,
+                           elevation_m=site.elevation_m, name=site.name)
+        try:
+            start, end = night_bounds(sky_site, now)
+            cached = {"start": _iso_z(start), "end": _iso_z(end)}
+        except ValueError as exc:
+            cached = {"start": None, "end": None, "error": str(exc)}
+        if len(_night_cache) > 64:
+            _night_cache.clear()
+        _night_cache[key] = cached
+    result = dict(cached)
+    if result.get("start"):
+        result["is_night"] = result["start"] <= _iso_z(now) <= result["end"]
+    return result
+
+
+def _iso_z(value) -> str:
+    from datetime import UTC
+
+    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
