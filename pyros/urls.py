@@ -12,5 +12,6 @@ urlpatterns = [
     path("schedule/", include("scheduler.urls")),
     path("requests/", include("routine_manager.urls")),
     path("images/", include("analyzer.urls")),
+    path("monitoring/", include("monitoring.urls")),
     path("", include("dashboard.urls")),
 ]
