@@ -38,7 +38,7 @@ run: seed
 	$(PY) scripts/run.py
 
 test: install-dev
-	$(PY) -m pytest
+	PYROS_VAR_DIR=$${PYROS_VAR_DIR:-$(CURDIR)/var/test} $(PY) -m pytest
 
 bench: install-dev
 	$(PY) scripts/bench/run_all.py

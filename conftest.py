@@ -88,3 +88,29 @@ def screenshot_dir() -> Path:
     path = REPO / "test-artifacts" / "screenshots"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+# --- The simulated observatory over INDI, for integration tests ---------------------------------
+@pytest.fixture
+def night_observatory(transactional_db, settings, tmp_path):
+    """The demo observatory at a site where it is night now, with the INDI simulators running on a
+    free port (fast mechanics), the observatory safe and automatic, images under a temp folder."""
+    from common.demo import seed_demo
+    from devices.testing import running_simulators
+    from majordome.device_link import reset_observatory
+    from pyrosapp.models import ObservatoryState, Telescope
+
+    seed = seed_demo()
+    Telescope.objects.update(settle_s=0.0)
+    ObservatoryState.objects.filter(site=seed.site).update(phase="night", safety="safe", mode="automatic")
+    settings.PYROS_DATA_DIR = tmp_path / "data"
+    site = seed.site
+    with running_simulators(speed=20.0, extra_args=(
+            "--latitude", str(site.latitude_deg), "--longitude", str(site.longitude_deg),
+            "--elevation", str(site.elevation_m), "--readout", "0.2")) as (host, port, pid):
+        settings.PYROS_INDI_HOST, settings.PYROS_INDI_PORT = host, port
+        reset_observatory()
+        try:
+            yield seed, port
+        finally:
+            reset_observatory()

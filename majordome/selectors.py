@@ -8,8 +8,12 @@ from django.utils import timezone
 
 from pyrosapp.models import ObservatoryState, Sequence, Site
 
-# The executor refreshes its heartbeat every 2 s; after this long without one it is presumed dead.
-EXECUTOR_STALE_S = 20.0
+
+def executor_stale_s() -> float:
+    """The executor refreshes its heartbeat every 2 s; after this long without one it is presumed dead."""
+    from django.conf import settings
+
+    return settings.PYROS_EXECUTOR_STALE_S
 
 
 class ObservatoryNotConfigured(Exception):
@@ -38,16 +42,16 @@ def executor_busy(state: ObservatoryState, now: datetime | None = None) -> bool:
     """True while an execution (sequence or calibration) holds the telescope and is alive."""
     now = now or timezone.now()
     heartbeat = (state.progress or {}).get("heartbeat")
-    if heartbeat and (now - datetime.fromisoformat(heartbeat)).total_seconds() < EXECUTOR_STALE_S:
+    if heartbeat and (now - datetime.fromisoformat(heartbeat)).total_seconds() < executor_stale_s():
         return True
-    fresh = now - timedelta(seconds=EXECUTOR_STALE_S)
+    fresh = now - timedelta(seconds=executor_stale_s())
     return Sequence.objects.filter(status=Sequence.Status.EXECUTING, execution_heartbeat__gte=fresh).exists()
 
 
 def stale_executions(now: datetime | None = None):
     """Sequences left `executing` by an executor that stopped beating (killed worker)."""
     now = now or timezone.now()
-    stale = now - timedelta(seconds=EXECUTOR_STALE_S)
+    stale = now - timedelta(seconds=executor_stale_s())
     return Sequence.objects.filter(status=Sequence.Status.EXECUTING).filter(
         execution_heartbeat__lt=stale) | Sequence.objects.filter(status=Sequence.Status.EXECUTING,
                                                                  execution_heartbeat__isnull=True,

@@ -356,12 +356,8 @@ def majordome_dispatch(*, reason: str, now: datetime | None = None) -> str | Non
         if not ok:
             return None
         sequence_id = state.preempt_sequence_id or entry.sequence_id
-        token = uuid.uuid4().hex
-        claimed = Sequence.objects.filter(
-            pk=sequence_id, status__in=[Sequence.Status.PLANNED, Sequence.Status.PENDING, Sequence.Status.UNPLANNED]
-        ).update(status=Sequence.Status.EXECUTING, execution_token=token, execution_heartbeat=now,
-                 started_at=now, status_reason="")
-        if not claimed:
+        token = sequence_claim(sequence_id=sequence_id, now=now)
+        if token is None:
             if state.preempt_sequence_id:
                 _state_update(state, reason=f"pre-empting sequence {sequence_id} is no longer runnable",
                               preempt_sequence=None)
@@ -374,13 +370,21 @@ def majordome_dispatch(*, reason: str, now: datetime | None = None) -> str | Non
 
         transaction.on_commit(lambda: execute_sequence.apply_async(kwargs={"sequence_id": sequence_id,
                                                                            "token": token}))
-    _request_set_status_for(sequence_id)
     return f"dispatched sequence {sequence_id}"
 
 
-def _request_set_status_for(sequence_id: int) -> None:
+def sequence_claim(*, sequence_id: int, now: datetime | None = None) -> str | None:
+    """Mark a waiting sequence executing under a new token (None if it is not waiting any more:
+    another dispatcher or a cancellation got there first); its request follows."""
     from observation_manager.services import request_refresh_status
 
-    seq = Sequence.objects.filter(pk=sequence_id).only("request_id").first()
-    if seq is not None:
-        request_refresh_status(request_id=seq.request_id)
+    now = now or timezone.now()
+    token = uuid.uuid4().hex
+    claimed = Sequence.objects.filter(
+        pk=sequence_id, status__in=[Sequence.Status.PLANNED, Sequence.Status.PENDING, Sequence.Status.UNPLANNED]
+    ).update(status=Sequence.Status.EXECUTING, execution_token=token, execution_heartbeat=now, started_at=now,
+             status_reason="")
+    if not claimed:
+        return None
+    request_refresh_status(request_id=Sequence.objects.values_list("request_id", flat=True).get(pk=sequence_id))
+    return token

@@ -205,7 +205,11 @@ def _point(observatory, seq: Sequence, plans: list[Plan], execution: Execution) 
     execution.check()
     dome = observatory.dome
     if dome:
-        shutter = dome.state().shutter
+        dome_state = dome.state()
+        if dome_state.parked:
+            execution.update(step="unparking dome")
+            dome.unpark()
+        shutter = dome_state.shutter
         if shutter != "open":
             if observatory_state().safety != "safe":
                 raise SequenceStopped("unsafe: the dome stays closed", interrupted=True)

@@ -101,6 +101,8 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # Tests that run real workers in subprocesses need the test database in a file they can open.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-pyros.sqlite3")}
     # Several processes (web, workers, beat, Comet) share one SQLite file: wait for locks
     # instead of failing, and use WAL so readers do not block the writer.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
@@ -256,3 +258,4 @@ PYROS_SAFETY_HOLD_S = env_float("PYROS_SAFETY_HOLD_S", 600.0)
 PYROS_MONITORING_PERIOD_S = env_float("PYROS_MONITORING_PERIOD_S", 1.0)
 PYROS_MAJORDOME_TICK_S = env_float("PYROS_MAJORDOME_TICK_S", 5.0)
 PYROS_HISTORY_EVERY_S = env_float("PYROS_HISTORY_EVERY_S", 30.0)
+PYROS_EXECUTOR_STALE_S = env_float("PYROS_EXECUTOR_STALE_S", 20.0)

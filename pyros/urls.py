@@ -11,6 +11,7 @@ urlpatterns = [
     path("api/", include("pyros.api_urls")),
     path("schedule/", include("scheduler.urls")),
     path("requests/", include("routine_manager.urls")),
+    path("operations/", include("majordome.urls")),
     path("images/", include("analyzer.urls")),
     path("monitoring/", include("monitoring.urls")),
     path("", include("dashboard.urls")),
