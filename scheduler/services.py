@@ -396,6 +396,8 @@ def _apply_statuses(*, result: ScheduleResult, by_spec_id: dict[str, Sequence], 
 # work one upload can ask of the web process.
 SIMULATION_MAX_BYTES = 2 * 1024 * 1024
 SIMULATION_MAX_SEQUENCES = 2000
+# One night; a longer range would make the sky grid (and the web process) as big as the upload asks.
+SIMULATION_MAX_NIGHT = timedelta(hours=24)
 
 
 def schedule_simulate_upload(*, content: bytes) -> tuple[dict, dict]:
@@ -404,8 +406,9 @@ def schedule_simulate_upload(*, content: bytes) -> tuple[dict, dict]:
     Raises :class:`scheduler.simulate.NightFileError` with a message for a person on any bad input.
     """
     import json
+    import math
 
-    from scheduler.simulate import NightFileError, simulate_night
+    from scheduler.simulate import NightFileError, parse_night, simulate_night
 
     if len(content) > SIMULATION_MAX_BYTES:
         raise NightFileError(f"the file is too big ({len(content) / 1e6:.1f} MB): at most "
@@ -424,6 +427,14 @@ def schedule_simulate_upload(*, content: bytes) -> tuple[dict, dict]:
             and len(document["sequences"]) > SIMULATION_MAX_SEQUENCES:
         raise NightFileError(f"too many sequences ({len(document['sequences'])}): at most {SIMULATION_MAX_SEQUENCES}")
     try:
+        night = parse_night(document)
+        site = night["site"]
+        if not (math.isfinite(site.latitude_deg) and -90 <= site.latitude_deg <= 90
+                and math.isfinite(site.longitude_deg) and -180 <= site.longitude_deg <= 360
+                and math.isfinite(site.elevation_m)):
+            raise NightFileError("meta.site: latitude must be -90..90 and longitude -180..360 degrees")
+        if night["night_end_utc"] - night["night_start_utc"] > SIMULATION_MAX_NIGHT:
+            raise NightFileError("meta.night: a night lasts at most 24 h (end_utc - start_utc)")
         result = simulate_night(document)
     except NightFileError:
         raise

@@ -221,3 +221,42 @@ def test_in_daytime_the_next_night_is_planned(night, time_machine):
     assert schedule.plan_start == schedule.night_start
     assert datetime(2026, 12, 16, 17, 40, tzinfo=UTC) < schedule.plan_start < datetime(2026, 12, 16, 17, 50,
                                                                                           tzinfo=UTC)
+
+
+@pytest.mark.django_db
+def test_current_entries_tell_the_majordome_what_runs_next(night, time_machine):
+    started = NIGHT_NOW - timedelta(minutes=10)
+    running = add_sequence("M31", status=m.Sequence.Status.EXECUTING, started_at=started,
+                           planned_start=started, planned_end=started + timedelta(minutes=20))
+    waiting = [add_sequence(name, duration_s=900.0) for name in ("M45", "M42", "M1")]
+    services.schedule_make(reason="test")
+
+    everything = list(selectors.schedule_current_entries())
+    assert everything[0].sequence_id == running.pk
+    assert {e.sequence_id for e in everything[1:]} == {s.pk for s in waiting}
+    next_up = list(selectors.schedule_current_entries(waiting_only=True))
+    assert next_up[0].sequence_id != running.pk and len(next_up) == 3
+
+    # Later in the night: the first waiting block has ended, it is no longer returned.
+    later = next_up[0].tep + timedelta(seconds=1)
+    assert next_up[0].sequence_id not in {e.sequence_id for e in selectors.schedule_current_entries(now=later)}
+
+
+@pytest.mark.django_db
+def test_timeline_data_distinguishes_executed_running_and_planned(night):
+    started = NIGHT_NOW - timedelta(minutes=10)
+    running = add_sequence("M31", status=m.Sequence.Status.EXECUTING, started_at=started,
+                           planned_start=started, planned_end=started + timedelta(minutes=20))
+    done, later = add_sequence("M45", duration_s=900.0), add_sequence("M42", duration_s=900.0)
+    schedule = services.schedule_make(reason="test").schedule
+    m.Sequence.objects.filter(pk=done.pk).update(status=m.Sequence.Status.COMPLETED)
+
+    data = selectors.schedule_timeline_data(schedule)
+
+    states = {e["sequence"]: e["state"] for e in data["entries"]}
+    assert states == {running.pk: "running", done.pk: "executed", later.pk: "planned"}
+    assert data["now"] == "2026-12-16T22:00:00Z"
+    kinds = [band["kind"] for band in data["twilight"]]
+    # Sunset to sunrise: day, the three twilights, night, and back.
+    assert kinds == ["day", "civil", "nautical", "astronomical", "night", "astronomical", "nautical", "civil", "day"]
+    assert {c["label"] for c in data["altitudes"]} == {e["label"] for e in data["entries"]}

@@ -150,6 +150,12 @@ def test_simulation_page_plans_an_uploaded_night(astronomer_client):
         "start_utc": "2026-12-16T17:45:00Z", "end_utc": "2026-12-17T05:21:00Z"}},
         "sequences": [{"id": "a", "ra_deg": "ten", "dec_deg": 0, "duration_s": 60}]}).encode(), "ra_deg"),
     (b" " * (services.SIMULATION_MAX_BYTES + 10), "too big"),
+    # A "night" of a century would ask the web process for a sky grid of 50 million samples.
+    (json.dumps({"meta": {"site": {"lat_deg": 43.9, "lon_deg": 5.7}, "night": {
+        "start_utc": "2026-12-16T17:45:00Z", "end_utc": "2126-12-17T05:21:00Z"}}, "sequences": []}).encode(),
+     "at most 24 h"),
+    (b'{"meta": {"site": {"lat_deg": NaN, "lon_deg": 5.7}, "night": {"start_utc": "2026-12-16T17:45:00Z", '
+     b'"end_utc": "2026-12-17T05:21:00Z"}}, "sequences": []}', "latitude"),
 ])
 def test_simulation_page_explains_a_bad_file(astronomer_client, content, message):
     upload = SimpleUploadedFile("night.json", content, content_type="application/json")
