@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from pyrosapp.models import Schedule
@@ -20,9 +21,11 @@ class ScheduleEntrySerializer(serializers.Serializer):
     tsp = serializers.SerializerMethodField()
     tep = serializers.SerializerMethodField()
 
+    @extend_schema_field(serializers.DateTimeField())
     def get_tsp(self, entry) -> str:
         return _utc(entry.tsp)
 
+    @extend_schema_field(serializers.DateTimeField())
     def get_tep(self, entry) -> str:
         return _utc(entry.tep)
 
@@ -42,18 +45,23 @@ class ScheduleCurrentSerializer(serializers.Serializer):
     entries = serializers.SerializerMethodField()
     rejected = serializers.SerializerMethodField()
 
+    @extend_schema_field(serializers.DateTimeField())
     def get_created(self, schedule: Schedule) -> str:
         return _utc(schedule.created)
 
+    @extend_schema_field(serializers.DateTimeField())
     def get_plan_start(self, schedule: Schedule) -> str:
         return _utc(schedule.plan_start)
 
+    @extend_schema_field(serializers.DateTimeField())
     def get_plan_end(self, schedule: Schedule) -> str:
         return _utc(schedule.plan_end)
 
+    @extend_schema_field(ScheduleEntrySerializer(many=True))
     def get_entries(self, schedule: Schedule) -> list[dict]:
         return ScheduleEntrySerializer(selectors.schedule_planned_entries(schedule), many=True).data
 
+    @extend_schema_field(ScheduleRejectionSerializer(many=True))
     def get_rejected(self, schedule: Schedule) -> list[dict]:
         rejected = schedule.entries.filter(status="rejected").order_by("sequence_id")
         return ScheduleRejectionSerializer(rejected, many=True).data

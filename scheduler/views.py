@@ -12,6 +12,7 @@ from django.db.models import Count, Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -112,6 +113,8 @@ class ScheduleCurrentAPIView(APIView):
     permission_classes = [IsAuthenticated, IsValidatedUser]
     serializer_class = ScheduleCurrentSerializer
 
+    @extend_schema(responses={200: ScheduleCurrentSerializer,
+                              404: OpenApiResponse(description="No schedule yet (JSON with a `detail` message)")})
     def get(self, request, *args, **kwargs) -> Response:
         schedule = selectors.schedule_current()
         if schedule is None:
