@@ -225,3 +225,42 @@ def test_api_hides_other_peoples_images_and_shows_operators_all(analysed_image, 
     client.force_login(f.UserFactory(role=m.User.Role.OPERATOR))
     assert client.get("/api/images/").json()["count"] == 2
     assert client.get(f"/api/images/{analysed_image.pk}/").status_code == 200
+
+
+@pytest.fixture
+def orm_beside_playwright():
+    # Playwright runs its own event loop in this thread for the whole session; Django's ORM calls from the
+    # test and the database flush at teardown (which runs after any function fixture could undo this) are
+    # safe here. The same setting as routine_manager's browser tests.
+    import os
+
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_the_afterglow_panel_draws_the_light_curve_in_a_browser(require_chromium, orm_beside_playwright,
+                                                                 transactional_db, data_dir, detector,  # noqa: F811
+                                                                 live_server, page, client, screenshot_dir):
+    event, sequence, transient = make_alert_request(detector)
+    images = store_alert_images(detector, sequence, transient, times_s=(300.0, 600.0, 900.0))
+    for image in images:
+        services.image_analyze(image_id=image.pk)
+    client.force_login(sequence.request.owner)
+    page.context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value,
+                               "url": live_server.url}])
+    page.set_default_timeout(20_000)
+
+    page.goto(f"{live_server.url}{reverse('analyzer:image_detail', args=[images[-1].pk])}")
+
+    # htmx loads the panel, Plotly draws three detections on a log time axis with magnitudes reversed.
+    page.wait_for_selector(f"#afterglow-{event.pk}-plot .main-svg")
+    assert page.locator(f"#afterglow-{event.pk}-plot .scatterlayer .trace").first.locator(".point").count() == 3
+    assert page.locator(f"#afterglow-{event.pk}-plot .xtitle").text_content() == "Time since the burst (s)"
+    boxes = [p.bounding_box() for p in page.locator(f"#afterglow-{event.pk}-plot .scatterlayer .trace").first
+             .locator(".point").all()]
+    # Later points are to the right and, fading to larger magnitudes, lower: the magnitude axis is inverted.
+    assert [b["x"] for b in boxes] == sorted(b["x"] for b in boxes)
+    assert [b["y"] for b in boxes] == sorted(b["y"] for b in boxes) and boxes[0]["y"] < boxes[-1]["y"]
+    assert page.locator("img.figure-img").evaluate("img => img.naturalWidth") > 0  # the protected quick-look
+    page.screenshot(path=str(screenshot_dir / "analyzer_image_detail_afterglow.png"), full_page=True)
