@@ -100,7 +100,7 @@ def home(request: HttpRequest) -> HttpResponse:
         "log_components": selectors.log_components(),
         "weather_hours": WEATHER_HOURS_CHOICES,
         "schedule_url": _url_or_none("scheduler:current"),
-        "weather_url": _url_or_none("monitoring:weather"),
+        "weather_url": _url_or_none("monitoring:weather") if operator else None,  # operators only
         **alert_banner_context(),
     }
     if not operator:
