@@ -16,6 +16,7 @@ from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
@@ -213,6 +214,8 @@ class ImagePagination(PageNumberPagination):
     max_page_size = 500
 
 
+@extend_schema_view(get=extend_schema(parameters=[
+    OpenApiParameter("request", int, description="Only the images of this request (id)")]))
 class ImageListAPIView(generics.ListAPIView):
     """Images the caller may see (astronomers: their own requests'; operators: all), newest first.
     ``?request=<id>`` keeps one request's images."""
