@@ -164,8 +164,11 @@ def sequence_execute(*, sequence_id: int, token: str, observatory=None) -> str:
         outcome_reason = execution.abort_reason or f"device aborted: {exc}"
         interrupted = outcome_reason.startswith(_INTERRUPTING)
     except DeviceError as exc:
-        if execution.aborted.is_set():
-            outcome_reason = execution.abort_reason
+        # Another process (monitoring, alerts) may abort the devices before our watcher has seen the
+        # flag: ask the database who stopped us before calling it a device failure.
+        flagged = _abort_flag_reason(execution)
+        if execution.aborted.is_set() or flagged:
+            outcome_reason = execution.abort_reason or flagged
             interrupted = outcome_reason.startswith(_INTERRUPTING)
         else:
             outcome_reason = f"{exc.__class__.__name__}: {exc}"
@@ -178,6 +181,13 @@ def sequence_execute(*, sequence_id: int, token: str, observatory=None) -> str:
     if _pause_requested(state.pk):
         _apply_deferred_pause(state.pk)
     return sequence_finish(sequence_id=seq.pk, token=token, reason=outcome_reason, interrupted=interrupted)
+
+
+def _abort_flag_reason(execution: Execution) -> str:
+    row = ObservatoryState.objects.filter(pk=execution.state_id).values("abort_sequence_id", "abort_reason").first()
+    if row and row["abort_sequence_id"] == execution.sequence_id:
+        return row["abort_reason"] or "aborted"
+    return ""
 
 
 def _fraction(plans: list[Plan]) -> float:

@@ -67,6 +67,7 @@ def _beat_schedule() -> dict:
                             "schedule": timedelta(seconds=env_float("PYROS_MONITORING_PERIOD_S", 1.0))},
         "majordome-tick": {"task": "pyros.majordome.tick",
                            "schedule": timedelta(seconds=env_float("PYROS_MAJORDOME_TICK_S", 5.0))},
+        "expire-requests": {"task": "pyros.routine_manager.expire_requests", "schedule": timedelta(minutes=10)},
         "log-purge": {"task": "pyros.common.log_purge", "schedule": timedelta(hours=6)},
     }
 
