@@ -145,6 +145,29 @@ def image_analysis_request(*, image_id: int) -> None:
     log.info("analysis of image %s requested", image_id)
 
 
+def image_analysis_sweep(*, unsent_after_s: float = 120.0, stuck_after_s: float = 900.0, limit: int = 200) -> list[int]:
+    """Queue the analyses that were never sent or were lost, and return their image ids.
+
+    A light frame with no result ``unsent_after_s`` after its row was created (the broker was down when
+    the observation manager sent the task), or a result still pending/running ``stuck_after_s`` after its
+    last update (a killed worker; the task's hard limit is far shorter). Oldest first, at most ``limit``
+    per sweep so a backlog drains without flooding the queue."""
+    now = timezone.now()
+    never_sent = (Image.objects.filter(frame_type=Image.FrameType.LIGHT, analysis__isnull=True,
+                                       created__lte=now - timedelta(seconds=unsent_after_s))
+                  .order_by("created").values_list("pk", flat=True)[:limit])
+    stuck = (AnalysisResult.objects.filter(status__in=[AnalysisResult.Status.PENDING, AnalysisResult.Status.RUNNING],
+                                           updated__lte=now - timedelta(seconds=stuck_after_s))
+             .order_by("updated").values_list("image_id", flat=True)[:limit])
+    image_ids = list(dict.fromkeys([*never_sent, *stuck]))[:limit]
+    for image_id in image_ids:
+        image_analysis_request(image_id=image_id)
+    if image_ids:
+        log.warning("analysis sweep: %d image(s) queued again (never sent or lost): %s", len(image_ids),
+                    image_ids[:20])
+    return image_ids
+
+
 def image_analysis_fail(*, image_id: int, reason: str) -> None:
     """Record that an analysis could not complete (worker time limit): the page shows the reason."""
     AnalysisResult.objects.update_or_create(
@@ -245,12 +268,13 @@ def _load_master(row: CalibrationMaster) -> MasterFrame:
 # --------------------------------------------------------------------------------------------
 
 
-def calibration_masters_build(*, detector_id: int, when: datetime | None = None) -> list[CalibrationMaster]:
+def calibration_masters_build(*, detector_id: int, when: datetime | None = None, series: str = "") -> list[CalibrationMaster]:
     """Build bias, dark and per-filter flat masters from the detector's newest calibration images.
 
     Uses the calibration Images taken up to ``when`` (default: now) that are newer than the last master
     of the same kind (and filter) and than ``when`` minus 24 h, per binning. A re-sent task finds no new
     frames and builds nothing. Darks are built on this run's bias (or the newest one), flats on both.
+    ``series`` names the calibration series ("dusk", "dawn") in the masters' provenance.
     Returns the masters created.
     """
     when = when or timezone.now()
@@ -263,27 +287,29 @@ def calibration_masters_build(*, detector_id: int, when: datetime | None = None)
     for image in frames.order_by("date_obs", "pk"):
         by_binning[image.binning].append(image)
     for binning, images in sorted(by_binning.items()):
-        created += _build_for_binning(detector_id, binning, images, when)
+        created += _build_for_binning(detector_id, binning, images, when, series)
     if not created:
         log.info("calibration masters for detector %s: no new calibration series up to %s", detector_id,
                  when.isoformat())
     return created
 
 
-def _build_for_binning(detector_id: int, binning: int, images: list[Image], when: datetime) -> list[CalibrationMaster]:
+def _build_for_binning(detector_id: int, binning: int, images: list[Image], when: datetime,
+                       series: str) -> list[CalibrationMaster]:
     created: list[CalibrationMaster] = []
-    bias_master = _build_one(detector_id, binning, CalibrationMaster.Kind.BIAS, "", images, when)
+    bias_master = _build_one(detector_id, binning, CalibrationMaster.Kind.BIAS, "", images, when, series)
     if bias_master is not None:
         created.append(bias_master)
     bias = _newest_master_frame(detector_id, binning, CalibrationMaster.Kind.BIAS, "", when)
-    dark_master = _build_one(detector_id, binning, CalibrationMaster.Kind.DARK, "", images, when, bias=bias)
+    dark_master = _build_one(detector_id, binning, CalibrationMaster.Kind.DARK, "", images, when, series,
+                             bias=bias)
     if dark_master is not None:
         created.append(dark_master)
     dark = _newest_master_frame(detector_id, binning, CalibrationMaster.Kind.DARK, "", when)
     flat_filters = sorted({img.filter_name for img in images if img.frame_type == Image.FrameType.FLAT})
     for filter_name in flat_filters:
-        flat = _build_one(detector_id, binning, CalibrationMaster.Kind.FLAT, filter_name, images, when, bias=bias,
-                          dark=dark)
+        flat = _build_one(detector_id, binning, CalibrationMaster.Kind.FLAT, filter_name, images, when, series,
+                          bias=bias, dark=dark)
         if flat is not None:
             created.append(flat)
     return created
@@ -325,19 +351,19 @@ def _readable_frames(images: Iterable[Image]) -> tuple[list[Image], list[bytes],
 
 
 def _build_one(detector_id: int, binning: int, kind: str, filter_name: str, images: list[Image], when: datetime,
-               *, bias: MasterFrame | None = None, dark: MasterFrame | None = None) -> CalibrationMaster | None:
+               series: str, *, bias: MasterFrame | None = None, dark: MasterFrame | None = None) -> CalibrationMaster | None:
     label = f"{kind}{' ' + filter_name if filter_name else ''} (detector {detector_id}, binning {binning})"
     last = _last_master(detector_id, binning, kind, filter_name)
     since = master_valid_from(last) if last is not None else None
-    series = [img for img in images if img.frame_type == kind
+    frames = [img for img in images if img.frame_type == kind
               and (kind != CalibrationMaster.Kind.FLAT or img.filter_name == filter_name)
               and (since is None or img.date_obs > since)]
-    if not series:
+    if not frames:
         return None
     if kind == CalibrationMaster.Kind.DARK and bias is None:
         log.warning("master %s not built: a dark needs a master bias and there is none", label)
         return None
-    usable, contents, rejected = _readable_frames(series)
+    usable, contents, rejected = _readable_frames(frames)
     for note in rejected:
         log.warning("master %s: frame left out: %s", label, note)
     if len(usable) < MIN_FRAMES_PER_MASTER:
@@ -363,6 +389,7 @@ def _build_one(detector_id: int, binning: int, kind: str, filter_name: str, imag
         **master.describe(),
         "valid_from_utc": valid_from.astimezone(UTC).isoformat(),
         "built_utc": built_utc.astimezone(UTC).isoformat(),
+        "series": series,
         "series_until_utc": when.astimezone(UTC).isoformat(),
         "first_frame_utc": usable[0].date_obs.astimezone(UTC).isoformat(),
         "last_frame_utc": newest.date_obs.astimezone(UTC).isoformat(),

@@ -47,14 +47,26 @@ def analyze_image(*, image_id: int) -> dict[str, Any]:
 def calibration_masters_build(*, detector_id: int, when: str | None = None) -> dict[str, Any]:
     """Build the masters of one detector after a dusk/dawn calibration series.
 
-    ``when``: ISO 8601 UTC time up to which calibration frames belong to the series (default: now).
+    ``when``: the series' name as the observation manager sends it ("dusk"/"dawn": frames up to now), or an
+    ISO 8601 UTC time up to which calibration frames belong to the series.
     """
-    when_utc = _parse_utc(when) if when else None
-    masters = services.calibration_masters_build(detector_id=detector_id, when=when_utc)
+    when_utc, series = _series_end(when)
+    masters = services.calibration_masters_build(detector_id=detector_id, when=when_utc, series=series)
     return {"detector_id": detector_id,
             "masters": [{"id": m.pk, "kind": m.kind, "filter": m.filter_name, "n_frames": m.n_frames} for m in masters]}
 
 
-def _parse_utc(text: str) -> datetime:
-    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+@shared_task(name="pyros.analyzer.analysis_sweep", soft_time_limit=60, time_limit=90)
+def analysis_sweep() -> dict[str, Any]:
+    """Periodic (beat): re-queue analyses never sent (broker down at the time) or lost (killed worker)."""
+    return {"queued": services.image_analysis_sweep()}
+
+
+def _series_end(when: str | None) -> tuple[datetime | None, str]:
+    if not when:
+        return None, ""
+    try:
+        value = datetime.fromisoformat(when.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None, when.strip()  # a series name: its frames are the newest ones, up to now
+    return (value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)), ""
