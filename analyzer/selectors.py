@@ -90,10 +90,14 @@ def masters_used_by(analysis: AnalysisResult | None) -> list[dict[str, Any]]:
 
 
 def _event_results(event: AlertEvent) -> list[dict[str, Any]]:
+    # Only the keys the matching reads: a stored result also lists up to 200 sources, and an event page
+    # that refreshes every minute must not parse megabytes of JSON each time.
     rows = (AnalysisResult.objects.filter(image__sequence__request__alert_event=event,
                                           status=AnalysisResult.Status.OK)
-            .select_related("image").order_by("image__date_obs"))
-    return [{**row.results, "candidates": row.candidates, "image_id": row.image_id} for row in rows]
+            .order_by("image__date_obs")
+            .values("image_id", "candidates", "limiting_mag", "results__mid_time_utc", "results__field"))
+    return [{"image_id": row["image_id"], "candidates": row["candidates"], "limiting_mag": row["limiting_mag"],
+             "mid_time_utc": row["results__mid_time_utc"], "field": row["results__field"]} for row in rows]
 
 
 def _event_tracks(event: AlertEvent) -> tuple[list[dict[str, Any]], int]:
