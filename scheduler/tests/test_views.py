@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 from pathlib import Path
 from unittest import mock
 
@@ -16,6 +17,10 @@ from pyrosapp.tests import factories as f
 from scheduler import services
 from scheduler.tasks import make_schedule
 from scheduler.tests.test_services import add_sequence, night  # noqa: F401  (fixture)
+
+# Playwright's sync API runs an event loop in the test thread (and keeps it for the session, so database
+# teardown runs beside it too); the ORM calls these tests make are synchronous and safe (as in dashboard tests).
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
 SETS = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "scheduling"
 
@@ -173,3 +178,32 @@ def test_simulation_page_without_a_file_asks_for_one(astronomer_client):
     assert response.status_code == 400
     assert "This field is required" in response.content.decode()
     assert astronomer_client.get(reverse("scheduler:simulate")).status_code == 200
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_the_timeline_is_drawn_in_a_browser(require_chromium, transactional_db,
+                                            night, live_server, screenshot_dir, page):  # noqa: F811
+    """Plotly really draws one bar per planned sequence, the twilight bands and the "now" line."""
+    for name in ("M45", "M42", "M1"):
+        add_sequence(name, duration_s=1200.0)
+    services.schedule_make(reason="browser test")
+    user = f.UserFactory(role=m.User.Role.OPERATOR)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.set_default_timeout(20_000)
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("input[name=username]", user.email)
+    page.fill("input[name=password]", "correct-horse-battery")
+    page.click("button[type=submit]")
+
+    page.goto(f"{live_server.url}{reverse('scheduler:current')}")
+    page.wait_for_selector("#schedule-timeline .barlayer .point")
+
+    assert page.locator("#schedule-timeline .barlayer .point").count() == 3
+    # Shading: day, civil, nautical, astronomical on each side (8 rects), plus the "now" line.
+    assert page.locator("#schedule-timeline .shapelayer path").count() >= 9
+    assert "now 22:00" in page.inner_text("#schedule-timeline")
+    assert page.locator("#schedule-altitude .scatterlayer .trace").count() == 6  # a thin and a thick line each
+    assert errors == []
+    page.screenshot(path=str(screenshot_dir / "scheduler_current.png"), full_page=True)
