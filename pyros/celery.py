@@ -68,6 +68,7 @@ def _beat_schedule() -> dict:
         "majordome-tick": {"task": "pyros.majordome.tick",
                            "schedule": timedelta(seconds=env_float("PYROS_MAJORDOME_TICK_S", 5.0))},
         "expire-requests": {"task": "pyros.routine_manager.expire_requests", "schedule": timedelta(minutes=10)},
+        "analysis-sweep": {"task": "pyros.analyzer.analysis_sweep", "schedule": timedelta(minutes=5)},
         "log-purge": {"task": "pyros.common.log_purge", "schedule": timedelta(hours=6)},
     }
 

@@ -4,6 +4,7 @@ so `make run` works on a bare machine. The README lists every variable."""
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -102,7 +103,8 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Tests that run real workers in subprocesses need the test database in a file they can open.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-pyros.sqlite3")}
+    # One file per test run (the pid), so concurrent runs in one checkout do not share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-pyros-{os.getpid()}.sqlite3")}
     # Several processes (web, workers, beat, Comet) share one SQLite file: wait for locks
     # instead of failing, and use WAL so readers do not block the writer.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
