@@ -57,8 +57,9 @@
     Object.values(seen).forEach(({band, width}) => {
       if (width < 15 * 60 * 1000) return;
       const middle = new Date((Date.parse(band.start) + Date.parse(band.end)) / 2).toISOString();
-      notes.push({x: middle, y: 0, xref: "x", yref: "paper", text: band.kind, showarrow: false, yanchor: "top",
-                  font: {size: 10, color: TEXT_COLOR}, opacity: 0.7});
+      // Inside the plot, at its bottom edge: clear of the time axis labels below it.
+      notes.push({x: middle, y: 0, xref: "x", yref: "paper", text: band.kind, showarrow: false, yanchor: "bottom",
+                  textangle: -90, font: {size: 10, color: TEXT_COLOR}, opacity: 0.8});
     });
     return notes;
   }
