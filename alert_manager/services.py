@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import os
 import re
 import time
 from datetime import UTC, datetime, timedelta
@@ -154,13 +155,20 @@ def _spool(raw: bytes, sha256: str) -> Path:
     return target
 
 
+def alerts_queue_override() -> str | None:
+    """``PYROS_ALERTS_QUEUE``: consume/publish alerts on another queue than ``alerts`` (set by the end-to-end
+    test and the benchmark so that their worker does not share a queue with other runs on one RabbitMQ)."""
+    return os.environ.get("PYROS_ALERTS_QUEUE") or None
+
+
 def alert_queue(*, alert_id: int) -> bool:
     """Queue processing on ``alerts``; False (row stays `received`, picked up later) if the broker is down."""
     from alert_manager.tasks import process_alert
 
+    options = {"queue": queue} if (queue := alerts_queue_override()) else {}
     try:
         # Bounded retry: this runs in Comet's thread pool, it must not hang on a dead broker.
-        process_alert.apply_async(kwargs={"alert_id": alert_id}, retry=True,
+        process_alert.apply_async(kwargs={"alert_id": alert_id}, **options, retry=True,
                                   retry_policy={"max_retries": 1, "interval_start": 0.1, "interval_step": 0.1,
                                                 "interval_max": 0.2})
     except Exception as exc:  # noqa: BLE001 - any broker failure: the periodic task recovers the row
@@ -246,6 +254,7 @@ def alert_process(*, alert_id: int) -> Alert | None:
 
 def _store_parsed(alert: Alert, notice: ParsedNotice) -> bool:
     """Copy the parsed fields onto the row; False if its IVORN belongs to another row already."""
+    intake_ivorn = alert.ivorn
     alert.ivorn = notice.ivorn
     alert.role = notice.role
     alert.stream = notice.stream[:200]
@@ -265,6 +274,11 @@ def _store_parsed(alert: Alert, notice: ParsedNotice) -> bool:
     fields = ["ivorn", "role", "stream", "mission", "instrument", "notice_type", "packet_type", "trigger_id",
               "trigger_scope", "event_time", "ra_deg", "dec_deg", "error_deg", "position_usable", "params",
               "citations", "flags"]
+    if notice.ivorn == intake_ivorn:
+        # The usual case: the row already holds this IVORN, no unique conflict is possible (no savepoint:
+        # this is on the latency path, every round trip counts).
+        alert.save(update_fields=fields)
+        return True
     try:
         with transaction.atomic():
             alert.save(update_fields=fields)
@@ -450,7 +464,7 @@ def _start_follow_up(*, event: AlertEvent, strategy: Strategy, position: SkyPosi
             return f"not observable within {VISIBILITY_HOURS:g} h: {vis.reason}"
         try:
             request = strategies.build_follow_up_request(event=locked, strategy=strategy, ra_deg=position.ra_deg,
-                                                         dec_deg=position.dec_deg, now=now)
+                                                         dec_deg=position.dec_deg, now=now, site=site)
         except strategies.FollowUpImpossible as exc:
             _set_event_status(locked, AlertEvent.Status.NOT_ACTIONABLE, str(exc), only_from=_EVENT_OPEN_STATES)
             event.status, event.status_reason = locked.status, locked.status_reason
@@ -462,13 +476,13 @@ def _start_follow_up(*, event: AlertEvent, strategy: Strategy, position: SkyPosi
             request=request, strategy=strategy, status=status, status_reason=reason[:500],
             pointed_ra_deg=position.ra_deg, pointed_dec_deg=position.dec_deg, updated=timezone.now())
         first_sequence_id = request.sequences.order_by("order", "pk").values_list("pk", flat=True).first()
-    event.refresh_from_db()
     timings["request_built"] = time.time()
     if vis.observable_now and first_sequence_id is not None:
         timings["preempt_called"] = time.time()
         _preempt(sequence_id=first_sequence_id, ra_deg=position.ra_deg, dec_deg=position.dec_deg,
                  reason=f"alert {event.name}")
         timings["preempt_returned"] = time.time()
+    event.refresh_from_db()
     _request_replan(reason=f"alert {event.name}: request {request.pk}")
     return f"request {request.pk} built by strategy {strategy.name!r}; {reason}"
 
@@ -478,7 +492,7 @@ def _update_follow_up(*, event: AlertEvent, position: SkyPosition) -> str:
     leaves the field (or its error circle would be covered once re-centred)."""
     executing_id: int | None = None
     with transaction.atomic():
-        locked = AlertEvent.objects.select_for_update().select_related("request").get(pk=event.pk)
+        locked = AlertEvent.objects.select_for_update(of=("self",)).select_related("request").get(pk=event.pk)
         request = locked.request
         if request is None or request.status in _FINAL_REQUEST_STATES:
             return "position update after the follow-up ended: nothing to re-point"
@@ -511,7 +525,7 @@ def _update_follow_up(*, event: AlertEvent, position: SkyPosition) -> str:
 def event_retract(*, event: AlertEvent, reason: str) -> str:
     """Retraction: the event is marked retracted, its request cancelled (time refunded, aborted if executing)."""
     with transaction.atomic():
-        locked = AlertEvent.objects.select_for_update().select_related("request").get(pk=event.pk)
+        locked = AlertEvent.objects.select_for_update(of=("self",)).select_related("request").get(pk=event.pk)
         AlertEvent.objects.filter(pk=event.pk).update(status=AlertEvent.Status.RETRACTED,
                                                       status_reason=reason[:500], updated=timezone.now())
         request = locked.request
@@ -532,7 +546,10 @@ def _preempt(*, sequence_id: int, ra_deg: float, dec_deg: float, reason: str) ->
     from majordome.services import observatory_preempt
 
     try:
-        observatory_preempt(sequence_id=sequence_id, ra_deg=ra_deg, dec_deg=dec_deg, reason=reason)
+        slewed = observatory_preempt(sequence_id=sequence_id, ra_deg=ra_deg, dec_deg=dec_deg, reason=reason)
+        if not slewed:
+            log.info("pre-emption for sequence %s deferred by the majordome (not observing now): it runs first "
+                     "when observing resumes", sequence_id)
     except Exception:
         # The request exists and the replan follows: the scheduler will still put it first.
         log.exception("pre-emption for sequence %s failed; the replan will schedule it", sequence_id)

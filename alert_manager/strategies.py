@@ -159,7 +159,7 @@ def field_radius_deg(detector: Detector | None) -> float:
 
 
 def build_follow_up_request(
-    *, event: AlertEvent, strategy: Strategy, ra_deg: float, dec_deg: float, now: datetime
+    *, event: AlertEvent, strategy: Strategy, ra_deg: float, dec_deg: float, now: datetime, site: Site | None = None
 ) -> Request:
     """Build and submit the event's request with common.RequestBuilder (the caller holds the event's lock)."""
     from common.request_builder import ALERT_PRIORITY, RequestBuilder, RequestInvalid
@@ -170,7 +170,7 @@ def build_follow_up_request(
     if not specs:
         raise FollowUpImpossible(f"every window of strategy {strategy.name!r} has passed for this burst")
     program = alert_program()
-    detector = default_detector(active_site())
+    detector = default_detector(site or active_site())
     builder = RequestBuilder(owner=program.pi, program=program, name=f"{event.name} follow-up",
                              is_alert=True, alert_event=event)
     for spec in specs:

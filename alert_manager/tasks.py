@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+
 from celery import shared_task
+from celery.signals import worker_ready
 
 from alert_manager import services
+
+log = logging.getLogger("pyros.alert_manager")
 
 
 @shared_task(name="pyros.alert_manager.process_alert", soft_time_limit=60, time_limit=90, ignore_result=True)
@@ -18,3 +25,39 @@ def process_alert(*, alert_id: int) -> None:
 def process_pending() -> int:
     """Beat (every 30 s): queue again what a broker/worker outage left behind, import spooled packets."""
     return services.alert_process_pending()
+
+
+@worker_ready.connect
+def warm_up_alert_path(sender=None, **kwargs) -> None:  # noqa: ANN001, ANN003
+    """In the worker that consumes alerts, pay the one-off costs before the first burst, not during it:
+    the majordome's INDI connection (~0.1-0.5 s), astropy's Sun for visibility (~0.2 s), a DB connection."""
+    consumer = getattr(sender, "task_consumer", None)
+    queues = {queue.name for queue in getattr(consumer, "queues", [])} if consumer is not None else set()
+    if not queues & {"alerts", services.alerts_queue_override()}:
+        return
+    threading.Thread(target=_warm_up, name="alerts-warm-up", daemon=True).start()
+
+
+def _warm_up() -> None:
+    from django.db import close_old_connections
+    from django.utils import timezone
+
+    from alert_manager import strategies
+    from alert_manager.triage import visibility
+
+    started = time.perf_counter()
+    try:
+        site = strategies.active_site()
+        if site is not None:
+            visibility(0.0, 0.0, site, timezone.now(), services.VISIBILITY_HOURS)
+    except Exception as exc:  # noqa: BLE001 - a warm-up must never stop the worker
+        log.warning("alert warm-up: visibility failed (%s)", exc)
+    try:
+        from majordome.device_link import get_observatory
+
+        get_observatory()
+    except Exception as exc:  # noqa: BLE001 - devices may be down now; the majordome reconnects later
+        log.warning("alert warm-up: no INDI connection yet (%s)", exc)
+    finally:
+        close_old_connections()
+    log.info("alert worker warmed up in %.0f ms", (time.perf_counter() - started) * 1000.0)

@@ -1,0 +1,210 @@
+"""End to end: a real Comet process with the PyROS plugin, a real Celery worker consuming alerts, the
+INDI simulators and the test database. A Swift BAT notice sent over VTP makes the simulated mount
+slew; the latency from the send to the mount going Busy is measured by an independent INDI client
+(what the mount itself announces), next to Comet's own send -> handler latency.
+
+Broker: RabbitMQ when CELERY_BROKER_URL is AMQP (CI), else the filesystem broker in a temp folder.
+The worker consumes its own queue (PYROS_ALERTS_QUEUE) so that concurrent runs on one RabbitMQ do not
+take each other's alerts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import statistics
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from alert_manager.tests.helpers import swift_packet
+from alert_manager.tests.packets import make_packet
+from alert_manager.tests.test_comet import comet_broker
+from alert_manager.tests.test_services import BILLION_LAUGHS, XXE
+from alert_manager.vtp import VTPError, send_voevent
+from pyrosapp.models import Alert, AlertEvent
+
+pytestmark = [pytest.mark.slow, pytest.mark.services]
+
+N_ALERTS = 5
+# Goal of the issue (RabbitMQ, PostgreSQL): p50 <= 50 ms from the VTP send to the slew received by the mount.
+# The filesystem broker polls every 50 ms, which adds ~25 ms on average: its bound here is wider.
+GOAL_P50_MS = {"amqp": 50.0, "filesystem": 120.0}
+
+_OPEN_TAG = re.compile(rb"<setNumberVector\b[^>]*>")
+_NUMBER = re.compile(rb"<oneNumber[^>]*name=[\"'](RA|DEC)[\"'][^>]*>\s*([-+0-9.eE]+)")
+
+
+class MountWatcher(threading.Thread):
+    """An independent INDI client: records when the mount announces EQUATORIAL_EOD_COORD Busy (slewing)."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(name="mount-watcher", daemon=True)
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.sock.sendall(b'<getProperties version="1.7"/>')
+        self.sock.settimeout(0.2)
+        self.busy_unix: list[float] = []
+        self.last_position: tuple[float, float] | None = None
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        buffer = b""
+        while not self._stop_event.is_set():
+            try:
+                data = self.sock.recv(1 << 16)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if not data:
+                return
+            now = time.time()
+            buffer += data
+            end = 0
+            for match in _OPEN_TAG.finditer(buffer):
+                tag = match.group(0)
+                if b"EQUATORIAL_EOD_COORD" not in tag:
+                    end = match.end()
+                    continue
+                close = buffer.find(b"</setNumberVector>", match.end())
+                if close < 0:
+                    break  # the rest of this message has not arrived yet
+                if re.search(rb"state=[\"']Busy[\"']", tag):
+                    self.busy_unix.append(now)
+                values = dict(_NUMBER.findall(buffer[match.end():close]))
+                if b"RA" in values and b"DEC" in values:
+                    self.last_position = (float(values[b"RA"]) * 15.0, float(values[b"DEC"]))
+                end = close
+            buffer = buffer[max(end, len(buffer) - 65536):]
+
+    def first_busy_after(self, t_unix: float, timeout_s: float = 10.0) -> float | None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            later = [t for t in self.busy_unix if t >= t_unix]
+            if later:
+                return later[0]
+            time.sleep(0.001)
+        return None
+
+    def close(self) -> None:
+        self._stop_event.set()
+        self.sock.close()
+
+
+def _wait_processed(ivorn: str, timeout_s: float = 20.0) -> Alert:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        alert = Alert.objects.filter(ivorn=ivorn).first()
+        if alert is not None and alert.status not in (Alert.Status.RECEIVED, Alert.Status.PROCESSING):
+            return alert
+        time.sleep(0.05)
+    raise AssertionError(f"{ivorn} not processed within {timeout_s} s")
+
+
+def _wait_for_log(path: Path, text: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text(errors="replace"):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{text!r} not in {path} after {timeout_s} s:\n{path.read_text(errors='replace')[-3000:]}")
+
+
+def test_a_swift_notice_sent_to_comet_slews_the_mount(night_observatory, request, tmp_path: Path) -> None:  # noqa: ANN001
+    from alert_manager.demo import seed_strategies
+    from common.testing import celery_worker, test_database_url, zenith_target
+
+    seed, indi_port = night_observatory
+    seed_strategies()
+    broker = os.environ.get("CELERY_BROKER_URL", "")
+    if broker.startswith("amqp"):
+        broker = request.getfixturevalue("rabbitmq_url")
+        kind = "amqp"
+    else:
+        broker, kind = "filesystem://", "filesystem"
+    queue = f"alerts-e2e-{os.getpid()}-{time.time_ns()}"
+    env = {"CELERY_BROKER_URL": broker, "PYROS_ALERTS_QUEUE": queue, "PYROS_VAR_DIR": str(tmp_path / "var"),
+           "PYROS_INDI_HOST": "127.0.0.1", "PYROS_INDI_PORT": str(indi_port), "DATABASE_URL": test_database_url()}
+    worker_log = tmp_path / "worker.log"
+    watcher = MountWatcher(indi_port)
+    watcher.start()
+    time.sleep(1.0)  # let the watcher's getProperties settle before other clients connect (see the report)
+    # At night the telescope is observing when a burst arrives: leave the park position as a sequence would
+    # (the majordome's pre-emption does not unpark a parked mount).
+    from majordome.device_link import get_observatory, reset_observatory
+
+    get_observatory().mount.unpark()
+    reset_observatory()
+    with celery_worker(queue, env=env, concurrency=4, log_path=worker_log), \
+            comet_broker(tmp_path, {**env, "PYROS_COMET_PLUGIN_MODE": "intake"}) as comet_port:
+        _wait_for_log(worker_log, "alert worker warmed up", 60)
+        # Warm the Comet process (Django set-up, broker connection) with a test packet: stored, ignored.
+        warm = make_packet(f"ivo://nasa.gsfc.gcn/SWIFT#BAT_GRB_Pos_999{os.getpid()}-1", role="test",
+                           params={"Packet_Type": "61", "TrigID": f"999{os.getpid()}"}, time_utc=datetime.now(UTC),
+                           ra_deg=10.0, dec_deg=10.0, error_deg=0.05)
+        assert send_voevent("127.0.0.1", comet_port, warm, timeout_s=10).ack
+        assert _wait_processed(f"ivo://nasa.gsfc.gcn/SWIFT#BAT_GRB_Pos_999{os.getpid()}-1").status == "ignored"
+
+        slew_ms, comet_ms, worker_ms, steps = [], [], [], []
+        for i in range(N_ALERTS):
+            trig = 880000 + i
+            ra, dec = zenith_target(seed.site, dec_offset_deg=-10.0 + 5.0 * i)
+            packet = swift_packet("BAT_GRB_Pos", trig, 1, datetime.now(UTC), ra, dec, 0.05)
+            sent = time.time()
+            response = send_voevent("127.0.0.1", comet_port, packet, timeout_s=10)
+            assert response.ack, response.message
+            busy = watcher.first_busy_after(sent)
+            assert busy is not None, f"the mount never slewed for alert {i}: {worker_log.read_text()[-3000:]}"
+            alert = _wait_processed(f"ivo://nasa.gsfc.gcn/SWIFT#BAT_GRB_Pos_{trig}-1")
+            event = AlertEvent.objects.get(pk=alert.event_id)
+            assert event.status == AlertEvent.Status.OBSERVING and event.request is not None, event.status_reason
+            slew_ms.append((busy - sent) * 1e3)
+            comet_ms.append((alert.timings["received"] - sent) * 1e3)
+            worker_ms.append((alert.timings["preempt_called"] - alert.timings["task_started"]) * 1e3)
+            marks = ["received", "task_started", "parsed", "grouped", "visibility", "request_built", "preempt_called"]
+            steps.append([(alert.timings[b] - alert.timings[a]) * 1e3 for a, b in zip(marks, marks[1:], strict=False)])
+            time.sleep(0.3)
+
+        # The mount ends on the last burst (EOD coordinates are apparent: within precession of J2000).
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (watcher.last_position is None
+                                               or abs(watcher.last_position[1] - dec) > 1.0):
+            time.sleep(0.2)
+        assert watcher.last_position is not None and abs(watcher.last_position[1] - dec) < 1.0
+        assert abs((watcher.last_position[0] - ra + 180.0) % 360.0 - 180.0) < 1.0
+
+        # Bad input through the real broker: refused or stored rejected, and the broker keeps accepting.
+        v11 = make_packet("ivo://pyros/tests#v11-e2e", version="1.1")
+        for name, raw in (("malformed", b"<VOEvent this is not xml"), ("VOEvent 1.1", v11),
+                          ("billion laughs", BILLION_LAUGHS), ("external entity", XXE),
+                          ("truncated", packet[:200]), ("10 MB", b"<a>" + b"x" * (10 * 1024 * 1024) + b"</a>")):
+            try:
+                reply = send_voevent("127.0.0.1", comet_port, raw, timeout_s=10)
+                accepted = reply.ack
+            except VTPError:
+                accepted = False
+            if accepted:  # Comet passed it on: PyROS must have stored it rejected
+                sha = __import__("hashlib").sha256(raw).hexdigest()
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline and not Alert.objects.filter(
+                        sha256=sha, status=Alert.Status.REJECTED).exists():
+                    time.sleep(0.05)
+                assert Alert.objects.filter(sha256=sha, status=Alert.Status.REJECTED).exists(), name
+        after = swift_packet("BAT_GRB_Pos", 889999, 1, datetime.now(UTC), ra, dec, 0.05, role="test")
+        assert send_voevent("127.0.0.1", comet_port, after, timeout_s=10).ack
+        assert _wait_processed("ivo://nasa.gsfc.gcn/SWIFT#BAT_GRB_Pos_889999-1").status == "ignored"
+    watcher.close()
+
+    p50 = statistics.median(slew_ms)
+    print(f"\nVTP send -> mount Busy ({kind} broker, {N_ALERTS} alerts): p50 {p50:.1f} ms, max {max(slew_ms):.1f} ms; "
+          f"Comet send -> handler p50 {statistics.median(comet_ms):.1f} ms; "
+          f"worker task start -> pre-emption call p50 {statistics.median(worker_ms):.1f} ms; "
+          f"all: {', '.join(f'{v:.1f}' for v in slew_ms)} ms")
+    names = ["queue", "parse", "group", "visibility", "request", "to preempt"]
+    print("  worker steps p50 (ms): " + ", ".join(
+        f"{name} {statistics.median(step[i] for step in steps):.1f}" for i, name in enumerate(names)))
+    assert p50 <= GOAL_P50_MS[kind], f"p50 {p50:.1f} ms over the goal {GOAL_P50_MS[kind]} ms ({kind} broker)"
