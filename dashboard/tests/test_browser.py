@@ -101,6 +101,20 @@ def test_a_log_record_written_by_a_worker_appears_within_2_s(require_chromium, d
 
 def test_astronomer_sees_no_operator_controls_and_operator_does(require_chromium, demo, live_server, browser,
                                                                  screenshot_dir):
+    from datetime import timedelta
+
+    from pyrosapp import models as m
+    from pyrosapp.tests.factories import RequestFactory, SequenceFactory
+
+    # Tonight's plan with one sequence of the astronomer's: the chart and "my next observation" show it.
+    astronomer = m.User.objects.get(email=demo.credentials["astronomer"][0])
+    now = datetime.now(UTC)
+    request = RequestFactory(owner=astronomer, program=demo.program, name="Browser plan", status="scheduled")
+    sequence = SequenceFactory(request=request, target_name="NGC 253", status="planned")
+    schedule = m.Schedule.objects.create(site=demo.site, status="current", plan_start=now,
+                                         plan_end=now + timedelta(hours=6))
+    m.ScheduleHasSequences.objects.create(schedule=schedule, sequence=sequence, status="planned",
+                                          tsp=now + timedelta(minutes=30), tep=now + timedelta(minutes=50))
     for role, controls_expected in (("astronomer", False), ("operator", True)):
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
         page = context.new_page()
@@ -111,6 +125,12 @@ def test_astronomer_sees_no_operator_controls_and_operator_does(require_chromium
         assert page.locator("[data-control]").count() == (6 if controls_expected else 0)
         if not controls_expected:
             assert page.locator("#my-requests-card").is_visible()
+            assert "NGC 253" in page.inner_text("#my-next-observation")
+        # The scheduler's chart is drawn: one bar for the planned sequence, the "now" line annotated.
+        page.locator("#dashboard-timeline .main-svg").first.wait_for(state="attached", timeout=15_000)
+        assert "NGC 253" in page.inner_text("#dashboard-timeline")
+        assert "now" in page.inner_text("#dashboard-timeline")
+        assert "NGC 253" in page.inner_text("#next-sequences")
         page.screenshot(path=str(screenshot_dir / f"dashboard_{role}.png"), full_page=True)
         context.close()
 

@@ -118,7 +118,8 @@
     $("current-none").classList.toggle("d-none", !!c);
     $("current-detail").classList.toggle("d-none", !c);
     if (!c) return;
-    text("current-name", c.name);
+    // Between the dispatch and the executor's first report only the sequence id is known.
+    text("current-name", c.name || "Sequence #" + c.sequence);
     text("current-target", c.target);
     text("current-sequence", c.sequence);
     text("current-plan", (c.plan_index ?? "—") + "/" + (c.plans_total ?? "—"));
