@@ -14,5 +14,6 @@ urlpatterns = [
     path("operations/", include("majordome.urls")),
     path("images/", include("analyzer.urls")),
     path("monitoring/", include("monitoring.urls")),
+    path("alerts/", include("alert_manager.urls")),
     path("", include("dashboard.urls")),
 ]

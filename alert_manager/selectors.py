@@ -1,0 +1,116 @@
+"""Reads of the alert manager: the pages, the API and the dashboard compose these."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db.models import Prefetch, QuerySet
+from django.utils import timezone
+
+from pyrosapp.models import Alert, AlertEvent, Image, Strategy
+
+# An event counts as "in progress" on the dashboard for this long after its last update.
+IN_PROGRESS_WINDOW = timedelta(hours=12)
+_NOTICE_FIELDS = ("id", "event_id", "ivorn", "role", "mission", "notice_type", "packet_type", "trigger_id",
+                  "received_at", "event_time", "ra_deg", "dec_deg", "error_deg", "status", "status_reason", "decision")
+
+
+def _notices() -> Prefetch:
+    # The list shows a few fields of each notice: never load the raw XML or params of hundreds of packets.
+    return Prefetch("notices", queryset=Alert.objects.only(*_NOTICE_FIELDS).order_by("received_at", "pk"))
+
+
+def alert_event_list(*, include_tests: bool = False, status: str = "") -> QuerySet[AlertEvent]:
+    """Events newest first (by burst time, then creation), with their notices."""
+    events = AlertEvent.objects.select_related("request").prefetch_related(_notices())
+    if not include_tests:
+        events = events.filter(is_test=False)
+    if status:
+        events = events.filter(status=status)
+    return events.order_by("-created", "-pk")
+
+
+def alert_event_get(*, event_id: int) -> AlertEvent | None:
+    return (AlertEvent.objects.select_related("request", "strategy", "request__program")
+            .prefetch_related(Prefetch("notices", queryset=Alert.objects.order_by("received_at", "pk")))
+            .filter(pk=event_id).first())
+
+
+def alert_event_images(*, event: AlertEvent, limit: int = 200) -> QuerySet[Image]:
+    if event.request_id is None:
+        return Image.objects.none()
+    return Image.objects.filter(sequence__request_id=event.request_id).order_by("date_obs")[:limit]
+
+
+def alert_get(*, alert_id: int) -> Alert | None:
+    return Alert.objects.select_related("event").filter(pk=alert_id).first()
+
+
+def alert_unattached_list(*, limit: int = 50) -> QuerySet[Alert]:
+    """Recent packets that belong to no event: rejected, utility, test packets without a trigger."""
+    return Alert.objects.filter(event__isnull=True).only(*_NOTICE_FIELDS).order_by("-received_at", "-pk")[:limit]
+
+
+def alert_in_progress() -> AlertEvent | None:
+    """The burst the observatory is working on (dashboard banner): the latest real event observing or
+    waiting for visibility, updated within the last hours."""
+    since = timezone.now() - IN_PROGRESS_WINDOW
+    return (AlertEvent.objects.filter(is_test=False, updated__gte=since,
+                                      status__in=[AlertEvent.Status.OBSERVING, AlertEvent.Status.AWAITING_VISIBILITY])
+            .select_related("request").order_by("-updated", "-pk").first())
+
+
+def strategy_list() -> QuerySet[Strategy]:
+    return Strategy.objects.order_by("-is_active", "name")
+
+
+def pipeline_counts(*, since_hours: float = 24.0) -> dict[str, int]:
+    """Packets per status over the last hours (the alerts page's header, monitoring)."""
+    since = timezone.now() - timedelta(hours=since_hours)
+    counts = dict.fromkeys(Alert.Status.values, 0)
+    for status in Alert.objects.filter(received_at__gte=since).values_list("status", flat=True):
+        counts[status] += 1
+    return counts
+
+
+# --- The shared corpus, for the test-packet page -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CorpusPacket:
+    file: str
+    ivorn: str
+    role: str
+    type: str
+    time: str
+
+
+def corpus_dir() -> Path:
+    """``PYROS_VOEVENT_CORPUS`` or ../shared/data/voevents next to the repository."""
+    configured = os.environ.get("PYROS_VOEVENT_CORPUS")
+    return Path(configured) if configured else Path(settings.BASE_DIR).parent / "shared" / "data" / "voevents"
+
+
+def corpus_packets(*, roles: tuple[str, ...] = ("observation",)) -> list[CorpusPacket]:
+    index = corpus_dir() / "index.json"
+    if not index.is_file():
+        return []
+    entries = json.loads(index.read_text(encoding="utf-8"))
+    return [CorpusPacket(e["file"], e["ivorn"], e["role"], e["type"], e["time"]) for e in entries
+            if e.get("role") in roles]
+
+
+def corpus_packet_bytes(*, file: str) -> bytes | None:
+    """The bytes of one corpus file named in the index (never a path outside the corpus)."""
+    known = {p.file for p in corpus_packets(roles=("observation", "test", "utility"))}
+    if file not in known:
+        return None
+    path = (corpus_dir() / file).resolve()
+    if corpus_dir().resolve() not in path.parents:
+        return None
+    return path.read_bytes()

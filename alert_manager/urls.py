@@ -1,0 +1,14 @@
+from django.urls import path
+
+from alert_manager import views
+
+app_name = "alert_manager"
+
+urlpatterns = [
+    path("", views.event_list, name="event_list"),
+    path("<int:pk>/", views.event_detail, name="event_detail"),
+    path("packets/<int:pk>/", views.alert_detail, name="alert_detail"),
+    path("send-test/", views.send_test_packet, name="send_test"),
+    path("strategies/", views.strategy_list, name="strategy_list"),
+    path("strategies/<int:pk>/switch/", views.strategy_switch, name="strategy_switch"),
+]

@@ -1,0 +1,111 @@
+"""Alert pages (login required by the middleware). Thin: parse, call a selector or service, render."""
+
+from __future__ import annotations
+
+import json
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from alert_manager import selectors, services
+from alert_manager.voevent import MAX_PACKET_BYTES, VOEventRejected
+from alert_manager.vtp import VTPError
+from pyrosapp.models import AlertEvent, Strategy
+from user_manager.roles import ASTRONOMER, OPERATOR, role_required
+
+
+def _raw_text(raw: bytes) -> str:
+    return bytes(raw).decode("utf-8", errors="replace")
+
+
+@role_required(ASTRONOMER)
+def event_list(request):
+    include_tests = request.GET.get("tests") == "1"
+    status = request.GET.get("status", "")
+    events = selectors.alert_event_list(include_tests=include_tests,
+                                        status=status if status in AlertEvent.Status.values else "")
+    page = Paginator(events, 25).get_page(request.GET.get("page"))
+    return render(request, "alert_manager/event_list.html", {
+        "page": page, "include_tests": include_tests, "status": status, "statuses": AlertEvent.Status.choices,
+        "in_progress": selectors.alert_in_progress(), "unattached": selectors.alert_unattached_list(limit=20),
+        "counts": selectors.pipeline_counts(),
+    })
+
+
+@role_required(ASTRONOMER)
+def event_detail(request, pk: int):
+    event = selectors.alert_event_get(event_id=pk)
+    if event is None:
+        raise Http404("no such alert event")
+    notices = [{"alert": alert, "raw": _raw_text(alert.raw_xml), "params": json.dumps(alert.params, indent=1)}
+               for alert in event.notices.all()]
+    sequences = event.request.sequences.all() if event.request else []
+    return render(request, "alert_manager/event_detail.html", {
+        "event": event, "notices": notices, "sequences": sequences,
+        "images": selectors.alert_event_images(event=event),
+    })
+
+
+@role_required(ASTRONOMER)
+def alert_detail(request, pk: int):
+    alert = selectors.alert_get(alert_id=pk)
+    if alert is None:
+        raise Http404("no such packet")
+    return render(request, "alert_manager/alert_detail.html", {
+        "alert": alert, "raw": _raw_text(alert.raw_xml), "params": json.dumps(alert.params, indent=1),
+    })
+
+
+@role_required(OPERATOR)
+def send_test_packet(request):
+    corpus = selectors.corpus_packets(roles=("observation", "test"))
+    if request.method == "POST":
+        upload = request.FILES.get("packet")
+        choice = request.POST.get("corpus_file", "")
+        if upload is not None:
+            if upload.size > MAX_PACKET_BYTES:
+                messages.error(request, f"The file is larger than {MAX_PACKET_BYTES} bytes.")
+                return redirect("alert_manager:send_test")
+            raw = upload.read()
+        elif choice:
+            raw = selectors.corpus_packet_bytes(file=choice)
+            if raw is None:
+                messages.error(request, "Unknown corpus packet.")
+                return redirect("alert_manager:send_test")
+        else:
+            messages.error(request, "Pick a packet from the corpus or upload a file.")
+            return redirect("alert_manager:send_test")
+        try:
+            response = services.packet_send_to_broker(raw=raw, fresh=request.POST.get("fresh") == "on",
+                                                      to_zenith=request.POST.get("zenith") == "on")
+        except VOEventRejected as exc:
+            messages.error(request, f"Not sent: {exc.reason}")
+        except VTPError as exc:
+            messages.error(request, f"Comet broker unreachable: {exc}")
+        else:
+            if response.ack:
+                messages.success(request, f"Comet accepted the packet ({response.message}, "
+                                          f"{response.elapsed_s * 1000:.0f} ms). It appears below within a second.")
+                return redirect("alert_manager:event_list")
+            messages.warning(request, f"Comet refused the packet: {response.message}")
+        return redirect("alert_manager:send_test")
+    return render(request, "alert_manager/send_test.html", {"corpus": corpus, "comet_port": settings.PYROS_COMET_PORT})
+
+
+@role_required(OPERATOR)
+def strategy_list(request):
+    return render(request, "alert_manager/strategy_list.html", {"strategies": selectors.strategy_list()})
+
+
+@require_POST
+@role_required(OPERATOR)
+def strategy_switch(request, pk: int):
+    strategy = get_object_or_404(Strategy, pk=pk)
+    active = request.POST.get("active") == "1"
+    services.strategy_activate(strategy=strategy, active=active)
+    messages.success(request, f"Strategy {strategy.name!r} {'activated' if active else 'deactivated'}.")
+    return redirect("alert_manager:strategy_list")
