@@ -7,6 +7,10 @@ from datetime import timedelta
 
 from celery import Celery
 from kombu import Queue
+from kombu.transport import TRANSPORT_ALIASES
+
+# The embedded broker ("filesystem://") uses PyROS's atomic-write variant of kombu's transport.
+TRANSPORT_ALIASES["filesystem"] = "common.kombu_fs:Transport"
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pyros.settings")
 
