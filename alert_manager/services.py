@@ -31,8 +31,10 @@ from django.utils import timezone
 
 from alert_manager import strategies
 from alert_manager.grouping import (
+    DEFAULT_TIME_TOLERANCE_S,
     CandidateEvent,
     SkyPosition,
+    carries_t0,
     event_from_notice,
     event_with_notice,
     group_notice,
@@ -46,8 +48,9 @@ log = logging.getLogger("pyros.alert_manager")
 
 # Any constant: the key of the PostgreSQL advisory lock serialising grouping decisions.
 GROUPING_LOCK_KEY = 0x50_59_52_4F_53_07  # "PYROS" 7
-# Candidate events are looked up around the notice's time; the pure grouping applies its own tolerance.
-CANDIDATE_WINDOW = timedelta(hours=1)
+# Candidate events for a time coincidence: the pure grouping's tolerance, and a bound on how many are loaded.
+COINCIDENCE_WINDOW = timedelta(seconds=DEFAULT_TIME_TOLERANCE_S)
+MAX_COINCIDENT_CANDIDATES = 50
 # Stored raw bytes of a packet too large to parse: enough to see what it was.
 OVERSIZE_KEEP_BYTES = 64 * 1024
 PENDING_AFTER_S = 30.0  # a row still `received` after this was not queued (broker down): queue it again
@@ -341,10 +344,15 @@ def _candidate_events(notice: ParsedNotice) -> list[CandidateEvent]:
                                                                                                       "ivorn"):
             cited_by_event.setdefault(event_id, set()).add(ivorn)
         ids.update(cited_by_event)
-    if notice.event_time_utc is not None:
-        ids.update(AlertEvent.objects.filter(
-            burst_time__range=(notice.event_time_utc - CANDIDATE_WINDOW, notice.event_time_utc + CANDIDATE_WINDOW),
-            is_test=notice.is_test).values_list("pk", flat=True))
+    if notice.event_time_utc is not None and carries_t0(notice):
+        coincident = AlertEvent.objects.filter(
+            burst_time__range=(notice.event_time_utc - COINCIDENCE_WINDOW, notice.event_time_utc + COINCIDENCE_WINDOW),
+            is_test=notice.is_test)
+        if notice.trigger_scope:
+            # An event holding another trigger of this mission is never joined by coincidence: do not load it
+            # (during a burst of packets this keeps the candidate list short).
+            coincident = coincident.exclude(trigger_ids__has_key=notice.trigger_scope)
+        ids.update(coincident.order_by("-burst_time").values_list("pk", flat=True)[:MAX_COINCIDENT_CANDIDATES])
     events = AlertEvent.objects.filter(pk__in=ids).order_by("pk")
     return [_candidate(event, cited_by_event.get(event.pk, set())) for event in events]
 
@@ -372,7 +380,7 @@ def _group(alert: Alert, notice: ParsedNotice, decision: TriageDecision) -> tupl
         grouping = group_notice(notice, _candidate_events(notice))
         if grouping.opens_new_event:
             merged = event_from_notice(notice_for_position, None)
-            event = AlertEvent.objects.create(name=_event_name(notice), is_test=notice.is_test)
+            event = AlertEvent(name=_event_name(notice), is_test=notice.is_test)
             created = True
         else:
             event = AlertEvent.objects.select_for_update().get(pk=grouping.event_id)
@@ -384,8 +392,11 @@ def _group(alert: Alert, notice: ParsedNotice, decision: TriageDecision) -> tupl
         if merged.position is not None:
             event.ra_deg, event.dec_deg, event.error_deg = (merged.position.ra_deg, merged.position.dec_deg,
                                                             merged.position.error_deg)
-        event.save(update_fields=["missions", "trigger_ids", "burst_time", "ra_deg", "dec_deg", "error_deg",
-                                  "updated"])
+        if created:
+            event.save()
+        else:
+            event.save(update_fields=["missions", "trigger_ids", "burst_time", "ra_deg", "dec_deg", "error_deg",
+                                      "updated"])
         alert.event = event
         Alert.objects.filter(pk=alert.pk).update(event=event)
     return event, created, grouping.reason

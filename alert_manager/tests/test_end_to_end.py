@@ -11,10 +11,7 @@ take each other's alerts.
 from __future__ import annotations
 
 import os
-import re
-import socket
 import statistics
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from alert_manager.tests.helpers import swift_packet
+from alert_manager.tests.mount_watcher import MountWatcher
 from alert_manager.tests.packets import make_packet
 from alert_manager.tests.test_comet import comet_broker
 from alert_manager.tests.test_services import BILLION_LAUGHS, XXE
@@ -34,66 +32,6 @@ N_ALERTS = 5
 # Goal of the issue (RabbitMQ, PostgreSQL): p50 <= 50 ms from the VTP send to the slew received by the mount.
 # The filesystem broker polls every 50 ms, which adds ~25 ms on average: its bound here is wider.
 GOAL_P50_MS = {"amqp": 50.0, "filesystem": 120.0}
-
-_OPEN_TAG = re.compile(rb"<setNumberVector\b[^>]*>")
-_NUMBER = re.compile(rb"<oneNumber[^>]*name=[\"'](RA|DEC)[\"'][^>]*>\s*([-+0-9.eE]+)")
-
-
-class MountWatcher(threading.Thread):
-    """An independent INDI client: records when the mount announces EQUATORIAL_EOD_COORD Busy (slewing)."""
-
-    def __init__(self, port: int) -> None:
-        super().__init__(name="mount-watcher", daemon=True)
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        self.sock.sendall(b'<getProperties version="1.7"/>')
-        self.sock.settimeout(0.2)
-        self.busy_unix: list[float] = []
-        self.last_position: tuple[float, float] | None = None
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        buffer = b""
-        while not self._stop_event.is_set():
-            try:
-                data = self.sock.recv(1 << 16)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            if not data:
-                return
-            now = time.time()
-            buffer += data
-            end = 0
-            for match in _OPEN_TAG.finditer(buffer):
-                tag = match.group(0)
-                if b"EQUATORIAL_EOD_COORD" not in tag:
-                    end = match.end()
-                    continue
-                close = buffer.find(b"</setNumberVector>", match.end())
-                if close < 0:
-                    break  # the rest of this message has not arrived yet
-                if re.search(rb"state=[\"']Busy[\"']", tag):
-                    self.busy_unix.append(now)
-                values = dict(_NUMBER.findall(buffer[match.end():close]))
-                if b"RA" in values and b"DEC" in values:
-                    self.last_position = (float(values[b"RA"]) * 15.0, float(values[b"DEC"]))
-                end = close
-            buffer = buffer[max(end, len(buffer) - 65536):]
-
-    def first_busy_after(self, t_unix: float, timeout_s: float = 10.0) -> float | None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            later = [t for t in self.busy_unix if t >= t_unix]
-            if later:
-                return later[0]
-            time.sleep(0.001)
-        return None
-
-    def close(self) -> None:
-        self._stop_event.set()
-        self.sock.close()
-
 
 def _wait_processed(ivorn: str, timeout_s: float = 20.0) -> Alert:
     deadline = time.monotonic() + timeout_s
