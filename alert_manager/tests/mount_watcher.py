@@ -21,6 +21,7 @@ class MountWatcher(threading.Thread):
         self.sock.settimeout(0.2)
         self.busy_unix: list[float] = []
         self.last_position: tuple[float, float] | None = None
+        self.last_state = ""
         self._stop_event = threading.Event()
 
     def run(self) -> None:
@@ -45,8 +46,12 @@ class MountWatcher(threading.Thread):
                 close = buffer.find(b"</setNumberVector>", match.end())
                 if close < 0:
                     break  # the rest of this message has not arrived yet
-                if re.search(rb"state=[\"']Busy[\"']", tag):
+                state_match = re.search(rb"state=[\"'](\w+)[\"']", tag)
+                state = state_match.group(1).decode() if state_match else ""
+                # Only the start of a slew counts: the mount repeats Busy with every position update while moving.
+                if state == "Busy" and self.last_state != "Busy":
                     self.busy_unix.append(now)
+                self.last_state = state
                 values = dict(_NUMBER.findall(buffer[match.end():close]))
                 if b"RA" in values and b"DEC" in values:
                     self.last_position = (float(values[b"RA"]) * 15.0, float(values[b"DEC"]))
@@ -61,6 +66,15 @@ class MountWatcher(threading.Thread):
                 return later[0]
             time.sleep(0.001)
         return None
+
+    def wait_not_slewing(self, timeout_s: float = 30.0) -> bool:
+        """Block until the mount's last announced state is not Busy (the previous slew has ended)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.last_state != "Busy":
+                return True
+            time.sleep(0.01)
+        return False
 
     def close(self) -> None:
         self._stop_event.set()

@@ -205,6 +205,7 @@ def _scenario(db_url: str, broker: str, workdir: Path, procs: list[subprocess.Po
         ra, dec = zenith_target(site, dec_offset_deg=-10.0 + (i % 5) * 5.0)
         raw = swift_packet("BAT_GRB_Pos", trig, 1, datetime.now(UTC), ra, dec, 0.05)
         ivorn = f"ivo://nasa.gsfc.gcn/SWIFT#BAT_GRB_Pos_{trig}-1"
+        watcher.wait_not_slewing()  # the previous burst's slew has ended: measure this one alone
         sent = time.time()
         if not send_voevent("127.0.0.1", comet_port, raw, timeout_s=10).ack:
             missed += 1
