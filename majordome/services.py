@@ -16,7 +16,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from majordome import selectors
@@ -24,6 +24,9 @@ from majordome import state_machine as sm
 from pyrosapp.models import ObservatoryState, Sequence, Site
 
 log = logging.getLogger("pyros.majordome")
+
+# Written by the executor on a transient device error (see observation_manager.services).
+RETRY_PREFIX = "device error, will retry: "
 
 
 # --- Sun ----------------------------------------------------------------------------------------
@@ -383,7 +386,9 @@ def sequence_claim(*, sequence_id: int, now: datetime | None = None) -> str | No
     claimed = Sequence.objects.filter(
         pk=sequence_id, status__in=[Sequence.Status.PLANNED, Sequence.Status.PENDING, Sequence.Status.UNPLANNED]
     ).update(status=Sequence.Status.EXECUTING, execution_token=token, execution_heartbeat=now, started_at=now,
-             status_reason="")
+             # keep the mark of an earlier transient device error: the executor retries only once
+             status_reason=Case(When(status_reason__startswith=RETRY_PREFIX, then=F("status_reason")),
+                                default=Value("")))
     if not claimed:
         return None
     request_refresh_status(request_id=Sequence.objects.values_list("request_id", flat=True).get(pk=sequence_id))

@@ -24,6 +24,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from devices.errors import DeviceAborted, DeviceError
+from majordome.services import RETRY_PREFIX as _RETRY_PREFIX
 from observation_manager.fits_files import ImageContext, add_pyros_headers, airmass_from_altitude, relative_path
 from pyrosapp.models import Image, ObservatoryState, Plan, Request, Sequence
 
@@ -35,6 +36,7 @@ WATCH_EVERY_S = 0.25
 # Abort reasons that interrupt a sequence (it goes back to pending and is planned again), as
 # opposed to an operator's abort, which ends it.
 _INTERRUPTING = ("pre-empted", "re-point", "paused", "unsafe", "observatory stopped", "dome closed")
+
 
 
 class SequenceStopped(Exception):
@@ -170,6 +172,10 @@ def sequence_execute(*, sequence_id: int, token: str, observatory=None) -> str:
         if execution.aborted.is_set() or flagged:
             outcome_reason = execution.abort_reason or flagged
             interrupted = outcome_reason.startswith(_INTERRUPTING)
+        elif exc.permanent is False and not seq.status_reason.startswith(_RETRY_PREFIX):
+            # A dropped connection or a timeout may pass: plan the sequence again, once.
+            outcome_reason, interrupted = f"{_RETRY_PREFIX}{exc.__class__.__name__}: {exc}", True
+            log.warning("sequence %s interrupted by a device error, to be retried: %s", seq.pk, exc)
         else:
             outcome_reason = f"{exc.__class__.__name__}: {exc}"
             log.error("sequence %s failed on the devices: %s", seq.pk, outcome_reason)

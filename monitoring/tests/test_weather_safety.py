@@ -46,7 +46,7 @@ def test_unsafe_weather_mid_sequence_then_hold_then_resume(night_observatory, se
         # the dome is closing at once, the exposure stops, the mount parks
         wait_until(lambda: obs.dome.state().shutter in ("closing", "closed"), timeout_s=2, what="dome closing")
         assert time.monotonic() - t_unsafe < 2.0
-        wait_until(lambda: Sequence.objects.get(pk=sequence.pk).status == "pending", timeout_s=5,
+        wait_until(lambda: Sequence.objects.get(pk=sequence.pk).status == "pending", timeout_s=10,
                    what="sequence interrupted")
         wait_until(lambda: obs.dome.state().shutter == "closed" and obs.mount.state().parked, timeout_s=60,
                    what="dome closed and mount parked")
@@ -54,14 +54,16 @@ def test_unsafe_weather_mid_sequence_then_hold_then_resume(night_observatory, se
 
         # good weather again: nothing reopens before the hold time
         set_weather(port=port, wind_m_s=2)
-        _poll_until(lambda: observatory_state().conditions_ok_since is not None, 2, "good reading")
-        t_good = time.monotonic()
+        _poll_until(lambda: observatory_state().conditions_ok_since is not None, 10, "good reading")
+        ok_since = observatory_state().conditions_ok_since
         assert observatory_state().safety == "unsafe"
         assert "reopening after 4 s" in observatory_state().safety_reasons[0]
         assert majordome_dispatch(reason="too early") is None
         assert obs.dome.state().shutter == "closed"
-        _poll_until(lambda: observatory_state().safety == "safe", 10, "safe after the hold")
-        assert time.monotonic() - t_good >= 3.5
+        _poll_until(lambda: observatory_state().safety == "safe", 15, "safe after the hold")
+        from django.utils import timezone
+
+        assert (timezone.now() - ok_since).total_seconds() >= 4.0
         # the night resumes: the interrupted sequence is planned again and completes
         type(observatory_state()).objects.update(preempt_sequence=sequence)
         assert majordome_dispatch(reason="safe again")

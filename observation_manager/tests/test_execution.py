@@ -141,5 +141,6 @@ def test_a_killed_executor_resumes_without_redoing_or_duplicating(night_observat
     assert len(images) == 5
     assert len({(i.plan_id, i.index_in_plan) for i in images}) == 5
     for key, (pk, path) in first_images.items():
-        assert Image.objects.get(plan_id=key[0], index_in_plan=key[1]).pk == pk  # not redone
+        again = Image.objects.get(plan_id=key[0], index_in_plan=key[1])
+        assert (again.pk, again.file_path) == (pk, path)  # not redone
     assert Request.objects.get(pk=request.pk).status == "completed"
