@@ -11,6 +11,7 @@ import time
 from datetime import datetime
 
 from django.conf import settings
+from django.db.models import F
 from django.utils import timezone
 
 from monitoring.safety import Reading, evaluate, unsafe_reasons
@@ -52,7 +53,11 @@ def monitoring_poll(*, observatory=None, now: datetime | None = None) -> dict:
         snapshot["camera"] = _read_camera(observatory)
         snapshot["filter_wheel"] = _read_wheel(observatory)
     state = observatory_state()
-    type(state).objects.filter(pk=state.pk).update(devices_snapshot=snapshot)
+    if _without_time(snapshot) != _without_time(state.devices_snapshot or {}):
+        # Something a person would see changed: bump the version so live clients refetch.
+        type(state).objects.filter(pk=state.pk).update(devices_snapshot=snapshot, version=F("version") + 1)
+    else:
+        type(state).objects.filter(pk=state.pk).update(devices_snapshot=snapshot)
 
     reasons = unsafe_reasons(reading, now=now, limits=settings.PYROS_SAFETY_LIMITS)
     if observatory is None:
@@ -67,6 +72,10 @@ def monitoring_poll(*, observatory=None, now: datetime | None = None) -> dict:
                                      reasons=verdict.reasons, conditions_ok_since=verdict.conditions_ok_since)
     _store_history(snapshot, reading, force=verdict.safety != state.safety)
     return snapshot
+
+
+def _without_time(snapshot: dict) -> dict:
+    return {k: v for k, v in snapshot.items() if k != "time"}
 
 
 def _read_weather(observatory) -> tuple[Reading | None, dict]:
