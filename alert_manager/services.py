@@ -460,6 +460,11 @@ def _start_follow_up(*, event: AlertEvent, strategy: Strategy, position: SkyPosi
     vis = visibility(position.ra_deg, position.dec_deg, site, now, VISIBILITY_HOURS,
                      min_altitude_deg=strategy.min_altitude_deg, twilight_deg=site.twilight_deg)
     timings["visibility"] = time.time()
+    pointed = False
+    if vis.observable_now:
+        # The latency path: the slew leaves for the mount before the request is written (~25 queries).
+        pointed = _point_now(ra_deg=position.ra_deg, dec_deg=position.dec_deg, reason=f"alert {event.name}")
+        timings["pointed"] = time.time()
     with transaction.atomic():
         locked = AlertEvent.objects.select_for_update().get(pk=event.pk)
         if locked.request_id is not None or locked.status == AlertEvent.Status.RETRACTED:
@@ -491,7 +496,7 @@ def _start_follow_up(*, event: AlertEvent, strategy: Strategy, position: SkyPosi
     if vis.observable_now and first_sequence_id is not None:
         timings["preempt_called"] = time.time()
         _preempt(sequence_id=first_sequence_id, ra_deg=position.ra_deg, dec_deg=position.dec_deg,
-                 reason=f"alert {event.name}")
+                 reason=f"alert {event.name}", slew=not pointed)
         timings["preempt_returned"] = time.time()
     event.refresh_from_db()
     _request_replan(reason=f"alert {event.name}: request {request.pk}")
@@ -552,12 +557,24 @@ def event_retract(*, event: AlertEvent, reason: str) -> str:
 # --- Calls into other apps (lazy imports, one place each) --------------------------------------
 
 
-def _preempt(*, sequence_id: int, ra_deg: float, dec_deg: float, reason: str) -> None:
-    """Abort what the telescope does and slew to the burst at once (the majordome owns the mount)."""
+def _point_now(*, ra_deg: float, dec_deg: float, reason: str) -> bool:
+    """Slew to the burst at once, before any bookkeeping (the majordome owns the mount)."""
+    from majordome.services import observatory_point_now
+
+    try:
+        return observatory_point_now(ra_deg=ra_deg, dec_deg=dec_deg, reason=reason)
+    except Exception:
+        log.exception("pointing at the burst failed; the executor will slew when the sequence starts")
+        return False
+
+
+def _preempt(*, sequence_id: int, ra_deg: float, dec_deg: float, reason: str, slew: bool = True) -> None:
+    """Run the burst's sequence next, aborting what runs (the majordome owns the telescope)."""
     from majordome.services import observatory_preempt
 
     try:
-        slewed = observatory_preempt(sequence_id=sequence_id, ra_deg=ra_deg, dec_deg=dec_deg, reason=reason)
+        slewed = observatory_preempt(sequence_id=sequence_id, ra_deg=ra_deg, dec_deg=dec_deg, reason=reason,
+                                     slew=slew) or not slew
         if not slewed:
             log.info("pre-emption for sequence %s deferred by the majordome (not observing now): it runs first "
                      "when observing resumes", sequence_id)

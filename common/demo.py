@@ -7,8 +7,19 @@ from datetime import UTC, datetime
 
 from django.db import transaction
 
-from pyrosapp.models import (Allocation, Detector, Dome, Filter, FilterWheel, ObservatoryState, Period,
-                             ScientificProgram, Site, Telescope, User)
+from pyrosapp.models import (
+    Allocation,
+    Detector,
+    Dome,
+    Filter,
+    FilterWheel,
+    ObservatoryState,
+    Period,
+    ScientificProgram,
+    Site,
+    Telescope,
+    User,
+)
 
 # Fixed real sites for PYROS_DEMO_SITE (latitude, east longitude, elevation).
 KNOWN_SITES = {
@@ -126,5 +137,8 @@ def seed_demo(*, site_key: str = "", now: datetime | None = None) -> DemoSeed:
     Allocation.objects.get_or_create(program=program, period=period, defaults=dict(allocated_s=100 * 3600.0))
     Allocation.objects.get_or_create(program=alert_program, period=period, defaults=dict(allocated_s=200 * 3600.0))
 
+    from alert_manager.demo import seed_strategies
+
+    seed_strategies()
     return DemoSeed(site=site, telescope=telescope, detector=detector, program=program, alert_program=alert_program,
                     credentials={role: (email, password) for role, (_, email, password) in users.items()})

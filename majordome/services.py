@@ -151,27 +151,46 @@ def _close_and_park_async(*, reason: str) -> None:
 
 
 # --- Pre-emption --------------------------------------------------------------------------------
-def observatory_preempt(*, sequence_id: int, ra_deg: float, dec_deg: float, reason: str) -> bool:
-    """Abort what runs and point at (ra, dec) NOW, then run `sequence_id` next, before the plan.
+def observatory_point_now(*, ra_deg: float, dec_deg: float, reason: str) -> bool:
+    """Point the telescope at (ra, dec) NOW, before any bookkeeping: the alert latency path.
 
-    Called by the alert manager on the latency path: the slew command leaves for the mount before
-    any database work, when the observatory may observe (night, safe, automatic). Returns whether
-    the telescope was commanded; otherwise the sequence still runs first when observing resumes."""
+    Only when the observatory may observe (night, safe, automatic). The running sequence is
+    flagged as pre-empted first (one UPDATE), so its executor knows why its exposure stops; then
+    the camera is aborted, the mount unparked if needed and the slew command sent. Returns whether
+    the slew was commanded."""
     t0 = time.perf_counter()
     state = selectors.observatory_state()
-    observing = state.mode == sm.AUTOMATIC and state.safety == sm.SAFE and state.phase == sm.NIGHT
-    slewed = False
-    if observing:
-        try:
-            from majordome.device_link import get_observatory
+    if not (state.mode == sm.AUTOMATIC and state.safety == sm.SAFE and state.phase == sm.NIGHT):
+        return False
+    if state.current_sequence_id:
+        ObservatoryState.objects.filter(pk=state.pk).update(
+            abort_sequence_id=state.current_sequence_id, abort_reason=f"pre-empted: {reason}"[:300],
+            version=F("version") + 1)
+    try:
+        from majordome.device_link import get_observatory
 
-            obs = get_observatory()
-            obs.camera.abort()
-            obs.mount.start_slew(ra_deg=ra_deg, dec_deg=dec_deg)
-            slewed = True
-        except Exception as exc:  # devices unreachable: the executor will slew when it starts
-            log.warning("pre-emption could not command the mount directly (%s); the executor will", exc)
-    commanded_ms = (time.perf_counter() - t0) * 1000.0
+        obs = get_observatory()
+        obs.camera.abort()
+        if obs.mount.state().parked:
+            obs.mount.unpark()
+        obs.mount.start_slew(ra_deg=ra_deg, dec_deg=dec_deg)
+    except Exception as exc:  # devices unreachable: the executor slews when it starts
+        log.warning("could not point the mount directly (%s); the executor will", exc)
+        return False
+    log.info("pointing at RA %.4f Dec %.4f commanded in %.1f ms (%s)", ra_deg, dec_deg,
+             (time.perf_counter() - t0) * 1000.0, reason)
+    return True
+
+
+def observatory_preempt(*, sequence_id: int, ra_deg: float, dec_deg: float, reason: str, slew: bool = True) -> bool:
+    """Abort what runs and run `sequence_id` next, before the plan, without waiting for a reschedule.
+
+    With `slew=True` the telescope is pointed first (see `observatory_point_now`); a caller that
+    already pointed it (the alert manager does, before building the request) passes `slew=False`.
+    Returns whether the telescope was commanded; otherwise the sequence still runs first when
+    observing resumes."""
+    slewed = observatory_point_now(ra_deg=ra_deg, dec_deg=dec_deg, reason=reason) if slew else False
+    state = selectors.observatory_state()
     running = selectors.executing_sequence()
     changes = {"preempt_sequence_id": sequence_id}
     if running is not None:
@@ -179,7 +198,6 @@ def observatory_preempt(*, sequence_id: int, ra_deg: float, dec_deg: float, reas
     _state_update(state, reason=f"pre-emption by sequence {sequence_id}: {reason}", **changes)
     Sequence.objects.filter(pk=sequence_id, status__in=[Sequence.Status.PENDING, Sequence.Status.UNPLANNED]).update(
         status=Sequence.Status.PLANNED)
-    log.info("pre-emption: slew %s in %.1f ms (%s)", "commanded" if slewed else "deferred", commanded_ms, reason)
     if running is None:
         majordome_wake(reason="pre-emption")
     return slewed

@@ -71,6 +71,7 @@ def _beat_schedule() -> dict:
                             "schedule": timedelta(seconds=env_float("PYROS_MONITORING_PERIOD_S", 1.0))},
         "majordome-tick": {"task": "pyros.majordome.tick",
                            "schedule": timedelta(seconds=env_float("PYROS_MAJORDOME_TICK_S", 5.0))},
+        "alerts-process-pending": {"task": "pyros.alert_manager.process_pending", "schedule": timedelta(seconds=30)},
         "expire-requests": {"task": "pyros.routine_manager.expire_requests", "schedule": timedelta(minutes=10)},
         "analysis-sweep": {"task": "pyros.analyzer.analysis_sweep", "schedule": timedelta(minutes=5)},
         "log-purge": {"task": "pyros.common.log_purge", "schedule": timedelta(hours=6)},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
@@ -177,8 +178,24 @@ class AlertEventAdmin(admin.ModelAdmin):
     raw_id_fields = ["request"]
 
 
+class StrategyForm(forms.ModelForm):
+    class Meta:
+        model = m.Strategy
+        fields = "__all__"
+
+    def clean_template(self):
+        from alert_manager.strategies import template_errors
+
+        template = self.cleaned_data["template"]
+        errors = template_errors(template)
+        if errors:
+            raise forms.ValidationError(errors)
+        return template
+
+
 @admin.register(m.Strategy)
 class StrategyAdmin(admin.ModelAdmin):
+    form = StrategyForm
     list_display = ["name", "triggers", "max_error_deg", "min_altitude_deg", "is_active"]
     list_filter = ["is_active", "triggers"]
     search_fields = ["name", "description"]

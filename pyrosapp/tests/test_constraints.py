@@ -90,3 +90,15 @@ def test_user_role_must_be_known():
     user = UserFactory()
     with pytest.raises(IntegrityError), transaction.atomic():
         m.User.objects.filter(pk=user.pk).update(role="wizard")
+
+
+def test_backoffice_refuses_a_strategy_with_a_broken_template(client):
+    from pyrosapp.tests.factories import UserFactory
+
+    client.force_login(UserFactory(role="administrator", is_staff=True, is_superuser=True))
+    response = client.post("/admin/pyrosapp/strategy/add/", {
+        "name": "Broken", "missions": "[]", "notice_types": "[]", "triggers": "on", "max_error_deg": "0.2",
+        "min_altitude_deg": "20", "template": '{"sequences": []}'})
+    assert response.status_code == 200
+    assert "non-empty" in response.content.decode()
+    assert not m.Strategy.objects.filter(name="Broken").exists()
