@@ -12,6 +12,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from analyzer.selectors import images_for_request
 from common.request_builder import RequestBuilder, RequestInvalid, format_utc, request_to_data
 from pyrosapp.models import Request
 from user_manager.roles import ASTRONOMER, role_required
@@ -120,6 +121,7 @@ def request_detail(request, pk: int):
         "req": found, "plots_json": json.dumps(plots), "plots": plots,
         "may_change": selectors.request_may_change(user=request.user, request=found),
         "cancellable": found.status in lifecycle.CANCELLABLE,
+        "images": images_for_request(found.pk),
     })
 
 
