@@ -19,7 +19,7 @@ def _round_trip(tmp_path: Path, broker_url: str, result_backend: str | None = No
            "DJANGO_SETTINGS_MODULE": "pyros.settings"}
     if result_backend:
         env["CELERY_RESULT_BACKEND"] = result_backend
-    queue = f"default"
+    queue = "default"
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "pyros", "worker", "-Q", queue, "-P", "solo", "--without-gossip",
          "--without-mingle", "-n", f"test-{os.getpid()}@localhost", "--loglevel", "WARNING"],

@@ -15,7 +15,7 @@ def _produce(folder: str, k: int, transport: str) -> None:
     from kombu.transport import TRANSPORT_ALIASES
 
     TRANSPORT_ALIASES["filesystem"] = transport
-    opts = {"data_folder_in": folder, "data_folder_out": folder}
+    opts = {"data_folder_in": folder, "data_folder_out": folder, "control_folder": folder + "/control"}
     with Connection("filesystem://", transport_options=opts) as conn:
         queue = conn.SimpleQueue("q")
         for i in range(PER_PRODUCER):
@@ -27,7 +27,8 @@ def consume_all(folder, transport: str) -> set:
     from kombu.transport import TRANSPORT_ALIASES
 
     TRANSPORT_ALIASES["filesystem"] = transport
-    opts = {"data_folder_in": str(folder), "data_folder_out": str(folder), "polling_interval": 0.0}
+    opts = {"data_folder_in": str(folder), "data_folder_out": str(folder), "control_folder": str(folder / "control"),
+            "polling_interval": 0.0}
     received = set()
     ctx = multiprocessing.get_context("spawn")
     with Connection("filesystem://", transport_options=opts) as conn:
