@@ -10,6 +10,8 @@
 from __future__ import annotations
 
 from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import JSONRenderer
@@ -41,6 +43,12 @@ class _LiveAPIView(APIView):
 class DashboardStatusAPIView(_LiveAPIView):
     """The observatory status, or 204 No Content when its version has not moved since `since_version`."""
 
+    @extend_schema(
+        summary="Observatory status for live clients",
+        parameters=[OpenApiParameter("since_version", int, description="the version the client already has")],
+        responses={200: OpenApiResponse(OpenApiTypes.OBJECT, description="the status of /api/observatory/status/ "
+                                        "plus the night's bounds"),
+                   204: OpenApiResponse(description="unchanged since `since_version`")})
     def get(self, request, *args, **kwargs):
         since_version = _int_param(request, "since_version")
         if since_version is not None:
@@ -62,6 +70,13 @@ class DashboardStatusAPIView(_LiveAPIView):
 class LogListAPIView(_LiveAPIView):
     """Log records, newest first; `after_id` for the live tail, `before_id` for scroll-back."""
 
+    @extend_schema(
+        summary="Log records",
+        parameters=[OpenApiParameter("after_id", int), OpenApiParameter("before_id", int),
+                    OpenApiParameter("level", str, description="minimum level: DEBUG, INFO, WARNING, ERROR"),
+                    OpenApiParameter("component", str), OpenApiParameter("limit", int)],
+        responses={200: OpenApiResponse(OpenApiTypes.OBJECT, description='{"results": [...], "count": n}'),
+                   400: OpenApiResponse(description="bad parameter")})
     def get(self, request, *args, **kwargs):
         try:
             min_level = selectors.log_level_number(request.query_params.get("level", "").strip())
@@ -75,6 +90,11 @@ class LogListAPIView(_LiveAPIView):
 
 
 class DashboardWeatherAPIView(_LiveAPIView):
+    """Weather history for the dashboard's plots."""
+
+    @extend_schema(summary="Weather history",
+                   parameters=[OpenApiParameter("hours", float, description="how far back (default 3)")],
+                   responses={200: OpenApiResponse(OpenApiTypes.OBJECT), 400: OpenApiResponse(description="bad hours")})
     def get(self, request, *args, **kwargs):
         raw = request.query_params.get("hours", "3")
         try:

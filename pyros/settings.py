@@ -193,6 +193,7 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {"AlertEventStatusEnum": "pyrosapp.models.alerts.AlertEvent.Status"},
     "REDOC_DIST": "SIDECAR",
 }
 

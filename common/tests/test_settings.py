@@ -79,3 +79,14 @@ def test_asynchronous_log_handler_does_not_block(tmp_path):
     for _ in range(200):
         handler.emit(record)
     assert time.perf_counter() - start < 0.1
+
+
+@pytest.mark.slow
+def test_openapi_schema_is_valid_and_has_no_warning(tmp_path):
+    out = subprocess.run([sys.executable, "manage.py", "spectacular", "--validate", "--fail-on-warn", "--file",
+                          str(tmp_path / "schema.yml")], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    schema = (tmp_path / "schema.yml").read_text()
+    for path in ("/api/requests/", "/api/requests/validate/", "/api/schedule/current/", "/api/alerts/",
+                 "/api/observatory/status/", "/api/observatory/pause/"):
+        assert f"  {path}:" in schema
