@@ -135,6 +135,27 @@ def on_switch(event) -> str | None:
     return None
 
 
+async def handle_connection_switch(connection, event) -> bool:
+    """The INDI CONNECTION switch every simulated driver has: apply a client's CONNECT/DISCONNECT.
+    Returns True when `event` was that request (the caller has nothing more to do)."""
+    if event.vectorname != "CONNECTION":
+        return False
+    member = on_switch(event)
+    if member:
+        connection["CONNECT"] = "On" if member == "CONNECT" else "Off"
+        connection["DISCONNECT"] = "Off" if member == "CONNECT" else "On"
+    await publish(connection, "Ok")
+    return True
+
+
+async def refuse_if_disconnected(connection, event) -> bool:
+    """A real driver refuses commands while disconnected: answer Alert and return True."""
+    if connection["CONNECT"] == "On":
+        return False
+    await publish(event.vector, "Alert", "Device not connected")
+    return True
+
+
 async def publish(vector, state: str | None = None, message: str = "") -> None:
     """Send the vector with all its values (so every client sees a complete, consistent state)."""
     vector.changed = True

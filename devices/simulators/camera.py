@@ -17,9 +17,11 @@ from devices import coords, sky
 from devices.simulators.base import (
     SharedState,
     connection_vector,
+    handle_connection_switch,
     number_vector,
     on_switch,
     publish,
+    refuse_if_disconnected,
     spawn,
     switch_vector,
     text_vector,
@@ -305,15 +307,8 @@ class CameraDriver(IPyDriver):
 
     async def rxevent(self, event) -> None:
         name = event.vectorname
-        if name == "CONNECTION":
-            member = on_switch(event)
-            if member:
-                self.connection["CONNECT"] = "On" if member == "CONNECT" else "Off"
-                self.connection["DISCONNECT"] = "Off" if member == "CONNECT" else "On"
-            await publish(self.connection, "Ok")
-            return
-        if self.connection["CONNECT"] != "On":
-            await publish(event.vector, "Alert", "Device not connected")
+        if await handle_connection_switch(self.connection, event) or \
+                await refuse_if_disconnected(self.connection, event):
             return
         if name == "CCD_EXPOSURE":
             try:

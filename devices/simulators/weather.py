@@ -12,7 +12,15 @@ import random
 
 from indipydriver import Device, IPyDriver, LightMember, LightVector
 
-from devices.simulators.base import SharedState, connection_vector, number_vector, on_switch, publish, switch_vector
+from devices.simulators.base import (
+    SharedState,
+    connection_vector,
+    handle_connection_switch,
+    number_vector,
+    on_switch,
+    publish,
+    switch_vector,
+)
 
 # name, label, (min_ok, max_ok): the station's own limits, as Debian's simulator defines them
 PARAMETERS = (
@@ -160,12 +168,7 @@ class WeatherDriver(IPyDriver):
 
     async def rxevent(self, event) -> None:
         name = event.vectorname
-        if name == "CONNECTION":
-            member = on_switch(event)
-            if member:
-                self.connection["CONNECT"] = "On" if member == "CONNECT" else "Off"
-                self.connection["DISCONNECT"] = "Off" if member == "CONNECT" else "On"
-            await publish(self.connection, "Ok")
+        if await handle_connection_switch(self.connection, event):
             return
         if name == "SIM_FREEZE":
             self.frozen = on_switch(event) == "FREEZE"
