@@ -10,6 +10,11 @@ from urllib.parse import urlparse
 
 import pytest
 
+# Playwright's sync API runs an event loop in the test thread and keeps it for the whole session
+# (database teardown runs beside it too); the ORM calls tests make are synchronous and safe. Set in
+# one place, for the test session only (never in deployment: `check --deploy` refuses it).
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
 REPO = Path(__file__).resolve().parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 REQUIRE_SERVICES = os.environ.get("PYROS_REQUIRE_SERVICES", "").strip().lower() in {"1", "true", "yes", "on"}

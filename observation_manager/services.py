@@ -282,12 +282,14 @@ def _run_plan(observatory, seq: Sequence, plan: Plan, plan_index: int, plans: li
     while operation is not None:
         date_obs = timezone.now()
         data = operation.wait(plan.exposure_s + 120.0)
+        # Count it in the progress before the next exposure restarts the exposure clock, so the
+        # sequence's progress never goes back.
+        plan.images_done = i
+        execution.update(fraction=_fraction(plans))
         # Start the next exposure before saving this one: storage overlaps the camera's time.
         operation = start(i + 1) if i + 1 <= plan.count and not execution.aborted.is_set() else None
         mount = observatory.mount.state()
         _store_image(seq, plan, i, data, date_obs, airmass_from_altitude(mount.alt_deg))
-        plan.images_done = i
-        execution.update(fraction=_fraction(plans))
         i += 1
         if operation is None:
             execution.check()

@@ -227,19 +227,9 @@ def test_api_hides_other_peoples_images_and_shows_operators_all(analysed_image, 
     assert client.get(f"/api/images/{analysed_image.pk}/").status_code == 200
 
 
-@pytest.fixture
-def orm_beside_playwright():
-    # Playwright runs its own event loop in this thread for the whole session; Django's ORM calls from the
-    # test and the database flush at teardown (which runs after any function fixture could undo this) are
-    # safe here. The same setting as routine_manager's browser tests.
-    import os
-
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-
-
 @pytest.mark.browser
 @pytest.mark.slow
-def test_the_afterglow_panel_draws_the_light_curve_in_a_browser(require_chromium, orm_beside_playwright,
+def test_the_afterglow_panel_draws_the_light_curve_in_a_browser(require_chromium,
                                                                  transactional_db, data_dir, detector,  # noqa: F811
                                                                  live_server, page, client, screenshot_dir):
     event, sequence, transient = make_alert_request(detector)

@@ -13,7 +13,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _run(args, **env):
-    full = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY"}}
+    # a production-like environment: nothing the test session itself set (browser tests set
+    # DJANGO_ALLOW_ASYNC_UNSAFE for Playwright's event loop)
+    full = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE"}}
     full.update(env)
     return subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=full, capture_output=True, text=True,
                           timeout=120)

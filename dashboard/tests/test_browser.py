@@ -23,8 +23,6 @@ REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-# Playwright's sync API runs an event loop in the test thread; the ORM calls the tests make are safe.
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ requests", and cancels it."""
 
 from __future__ import annotations
 
-import os
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -15,8 +14,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 @pytest.fixture
 def demo(transactional_db):
-    # Playwright runs its own event loop in this thread; Django's ORM calls from the test are safe here.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     from common.demo import seed_demo
 
     return seed_demo()

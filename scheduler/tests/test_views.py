@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 from pathlib import Path
 from unittest import mock
 
@@ -17,10 +16,6 @@ from pyrosapp.tests import factories as f
 from scheduler import services
 from scheduler.tasks import make_schedule
 from scheduler.tests.test_services import add_sequence, night  # noqa: F401  (fixture)
-
-# Playwright's sync API runs an event loop in the test thread (and keeps it for the session, so database
-# teardown runs beside it too); the ORM calls these tests make are synchronous and safe (as in dashboard tests).
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
 SETS = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "scheduling"
 
