@@ -25,10 +25,18 @@ def queued(monkeypatch) -> list[int]:  # noqa: ANN001
     return ids
 
 
+class _TelescopeCalls(list):
+    def __init__(self) -> None:
+        super().__init__()
+        self.pointed: list[dict] = []
+
+
 @pytest.fixture
-def telescope_calls(monkeypatch) -> list[tuple[str, dict]]:  # noqa: ANN001
+def telescope_calls(monkeypatch) -> _TelescopeCalls:  # noqa: ANN001
     """The majordome's pre-emption and re-pointing calls (they move the mount: out of this process)."""
-    calls: list[tuple[str, dict]] = []
+    calls = _TelescopeCalls()
+    # The direct slew of the latency path: recorded apart, and reported as commanded.
+    monkeypatch.setattr(services, "_point_now", lambda **kw: (calls.pointed.append(kw), True)[1])
     monkeypatch.setattr(services, "_preempt", lambda **kw: calls.append(("preempt", kw)))
     monkeypatch.setattr(services, "_repoint", lambda **kw: calls.append(("repoint", kw)))
     return calls
@@ -165,8 +173,12 @@ def test_swift_bat_then_xrt_one_event_refined_position_no_repoint_inside_the_fie
     assert first.priority == 10 and first.window_start == NIGHT + timedelta(seconds=20)
     plan = first.albums.get().plans.get()
     assert (plan.filter.name, plan.exposure_s, plan.count) == ("R", 60.0, 10)
+    # the slew left first, before the request existed; the pre-emption then does not slew again
+    assert telescope_calls.pointed == [{"ra_deg": pytest.approx(ra), "dec_deg": pytest.approx(dec),
+                                        "reason": f"alert {event.name}"}]
     assert telescope_calls == [("preempt", {"sequence_id": first.pk, "ra_deg": pytest.approx(ra),
-                                            "dec_deg": pytest.approx(dec), "reason": f"alert {event.name}"})]
+                                            "dec_deg": pytest.approx(dec), "reason": f"alert {event.name}",
+                                            "slew": False})]
     assert {"parsed", "grouped", "request_built", "preempt_called"} <= bat.timings.keys()
 
     # XRT 50 s later: 0.02 deg away with a 5" error: inside the field, the telescope stays.
