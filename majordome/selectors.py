@@ -28,8 +28,12 @@ def active_site() -> Site:
 
 
 def observatory_state() -> ObservatoryState:
-    site = active_site()
-    state, _ = ObservatoryState.objects.select_related("site").get_or_create(site=site)
+    # One query on the hot path (status reads); the row is created the first time only.
+    state = (ObservatoryState.objects.select_related("site").filter(site__is_active=True)
+             .order_by("site_id").first())
+    if state is not None:
+        return state
+    state, _ = ObservatoryState.objects.select_related("site").get_or_create(site=active_site())
     return state
 
 
