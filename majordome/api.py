@@ -54,6 +54,8 @@ class ControlView(APIView):
                     return Response({"detail": "no sequence is executing"}, status=status.HTTP_409_CONFLICT)
             elif self.action_name == "close":
                 services.observatory_close(by=by)
+            elif self.action_name == "calibrate":
+                services.observatory_calibrate(by=by)
         except InvalidStateChange as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         except selectors.ObservatoryNotConfigured as exc:

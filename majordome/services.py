@@ -353,13 +353,27 @@ def maybe_start_calibrations(state: ObservatoryState, now: datetime | None = Non
     if not _state_update(state, reason=f"{key} calibrations start", only_if={"calibrations_done": state.calibrations_done},
                          calibrations_done=done):
         return None
+    _dispatch_calibrations(state, when=key, now=now)
+    return f"{key} calibrations"
+
+
+def _dispatch_calibrations(state: ObservatoryState, *, when: str, now: datetime) -> None:
     from observation_manager.tasks import run_calibrations
 
     token = uuid.uuid4().hex
-    _state_update(state, reason="calibrations dispatched",
-                  progress={"kind": "calibration", "token": token, "heartbeat": now.isoformat()})
-    transaction.on_commit(lambda: run_calibrations.apply_async(kwargs={"when": key, "token": token}))
-    return f"{key} calibrations"
+    _state_update(state, reason=f"{when} calibrations dispatched",
+                  progress={"kind": "calibration", "token": token, "heartbeat": now.isoformat(), "when": when})
+    transaction.on_commit(lambda: run_calibrations.apply_async(kwargs={"when": when, "token": token}))
+
+
+def observatory_calibrate(*, by=None, now: datetime | None = None) -> None:
+    """Operator demand: take the calibration series now (bias, darks, flats of each detector)."""
+    now = now or timezone.now()
+    state = selectors.observatory_state()
+    if selectors.executor_busy(state, now):
+        raise sm.InvalidStateChange("the telescope is busy: pause or abort first, then calibrate")
+    log.info("calibrations requested by %s", by)
+    _dispatch_calibrations(state, when="manual", now=now)
 
 
 def majordome_dispatch(*, reason: str, now: datetime | None = None) -> str | None:

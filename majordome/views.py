@@ -15,6 +15,7 @@ ACTIONS = {
     "stop": ("Stop the night", lambda by: services.observatory_stop(by=by)),
     "abort": ("Abort the current sequence", lambda by: services.observatory_abort(by=by)),
     "close": ("Close the dome and park", lambda by: services.observatory_close(by=by)),
+    "calibrate": ("Take calibrations now", lambda by: services.observatory_calibrate(by=by)),
 }
 
 

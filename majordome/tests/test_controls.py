@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from common.demo import seed_demo
@@ -41,7 +42,7 @@ def running_sequence():
     return seq
 
 
-@pytest.mark.parametrize("action", ["pause", "resume", "stop", "abort", "close"])
+@pytest.mark.parametrize("action", ["pause", "resume", "stop", "abort", "close", "calibrate"])
 def test_astronomers_cannot_control_the_observatory(astronomer, action):
     response = astronomer.post(f"/api/observatory/{action}/", {"when": "immediate"}, format="json")
     assert response.status_code == 403
@@ -136,3 +137,20 @@ def test_operator_page_buttons_work(demo, client):
     response = client.post("/operations/control/pause_immediate/", follow=True)
     assert b"Pause now: done." in response.content
     assert ObservatoryState.objects.get().mode == "paused"
+
+
+def test_calibrations_on_operator_demand(operator, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert operator.post("/api/observatory/calibrate/").status_code == 200
+    assert len(callbacks) == 1  # the run_calibrations task, sent after commit
+    progress = ObservatoryState.objects.get().progress
+    assert progress["kind"] == "calibration" and progress["when"] == "manual"
+    # a second demand while the first runs is refused
+    response = operator.post("/api/observatory/calibrate/")
+    assert response.status_code == 409 and "busy" in response.json()["detail"]
+
+
+def test_calibrations_are_refused_while_a_sequence_runs(operator):
+    seq = running_sequence()
+    Sequence.objects.filter(pk=seq.pk).update(execution_heartbeat=timezone.now())
+    assert operator.post("/api/observatory/calibrate/").status_code == 409
