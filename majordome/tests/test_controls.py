@@ -154,3 +154,17 @@ def test_calibrations_are_refused_while_a_sequence_runs(operator):
     seq = running_sequence()
     Sequence.objects.filter(pk=seq.pk).update(execution_heartbeat=timezone.now())
     assert operator.post("/api/observatory/calibrate/").status_code == 409
+
+
+def test_the_tick_follows_the_sun_and_replans_at_night_start(demo, monkeypatch):
+    from majordome.services import majordome_tick
+
+    replans = []
+    monkeypatch.setattr("scheduler.services.schedule_request_replan", lambda **kw: replans.append(kw))
+    ObservatoryState.objects.update(phase="dusk")
+    majordome_tick()  # the demo site is dark now
+    assert ObservatoryState.objects.get().phase == "night"
+    assert replans == [{"reason": "night start"}]
+    from pyrosapp.models import Log
+
+    assert Log.objects.filter(component="majordome", message__contains="phase dusk -> night").exists()
