@@ -85,16 +85,24 @@ def extract_ivorn(raw: bytes) -> str | None:
     return text if text.startswith("ivo://") else None
 
 
-def alert_receive(*, raw: bytes, received_unix: float | None = None) -> int | None:
-    """Persist one packet (one INSERT), then queue its processing on ``alerts``.
+@dataclasses.dataclass
+class _Incoming:
+    """One packet ready to be written: what the row will hold."""
 
-    A repeated IVORN keeps the first row (its ``repeats`` counter goes up). An oversized or empty
-    packet is stored rejected, with a prefix of its bytes. If the database is unreachable the packet
-    goes to the spool directory (``process_pending`` imports it): Comet has ACKed it already.
-    """
-    received_unix = time.time() if received_unix is None else received_unix
-    received_at = datetime.fromtimestamp(received_unix, tz=UTC)
-    sha256 = hashlib.sha256(raw).hexdigest()
+    raw: bytes  # as received (spooled as is)
+    stored: bytes  # what the row keeps (a prefix for an oversized packet)
+    sha256: str
+    received_unix: float
+    status: str
+    reason: str
+    ivorn: str | None
+
+    @property
+    def received_at(self) -> datetime:
+        return datetime.fromtimestamp(self.received_unix, tz=UTC)
+
+
+def _incoming(raw: bytes, received_unix: float) -> _Incoming:
     status, reason, stored = Alert.Status.RECEIVED, "", raw
     if len(raw) > MAX_PACKET_BYTES:
         status = Alert.Status.REJECTED
@@ -103,22 +111,89 @@ def alert_receive(*, raw: bytes, received_unix: float | None = None) -> int | No
     elif not raw.strip():
         status, reason = Alert.Status.REJECTED, "empty packet"
     ivorn = extract_ivorn(raw) if status == Alert.Status.RECEIVED else None
-    try:
-        alert_id = _insert_alert(raw=stored, sha256=sha256, received_at=received_at, ivorn=ivorn, status=status,
-                                 reason=reason, received_unix=received_unix)
-    except _DuplicateIvorn as dup:
-        log.info("repeat of %s (alert %s): recognised, not stored again%s", ivorn, dup.alert_id,
-                 "" if dup.same_bytes else " (different bytes)")
-        return dup.alert_id
-    except Exception as exc:  # database down: never lose an ACKed packet
-        path = _spool(raw, sha256)
-        log.error("could not store the packet in the database (%s): spooled to %s", exc, path)
-        return None
-    if status == Alert.Status.REJECTED:
-        log.warning("alert %s rejected at intake: %s", alert_id, reason)
-        return alert_id
-    alert_queue(alert_id=alert_id)
+    return _Incoming(raw=raw, stored=stored, sha256=hashlib.sha256(raw).hexdigest(), received_unix=received_unix,
+                     status=status, reason=reason, ivorn=ivorn)
+
+
+def alert_receive(*, raw: bytes, received_unix: float | None = None) -> int | None:
+    """Persist one packet (one INSERT), then queue its processing on ``alerts``.
+
+    A repeated IVORN keeps the first row (its ``repeats`` counter goes up). An oversized or empty
+    packet is stored rejected, with a prefix of its bytes. If the database is unreachable the packet
+    goes to the spool directory (``process_pending`` imports it): Comet has ACKed it already.
+    """
+    item = _incoming(raw, time.time() if received_unix is None else received_unix)
+    alert_id, queue_it = _store_one(item)
+    if queue_it:
+        alert_queue(alert_id=alert_id)
     return alert_id
+
+
+def _store_one(item: _Incoming) -> tuple[int | None, bool]:
+    """(row id or None if spooled, whether it must be queued)."""
+    try:
+        alert_id = _insert_alert(raw=item.stored, sha256=item.sha256, received_at=item.received_at, ivorn=item.ivorn,
+                                 status=item.status, reason=item.reason, received_unix=item.received_unix)
+    except _DuplicateIvorn as dup:
+        log.info("repeat of %s (alert %s): recognised, not stored again%s", item.ivorn, dup.alert_id,
+                 "" if dup.same_bytes else " (different bytes)")
+        return dup.alert_id, False
+    except Exception as exc:  # database down: never lose an ACKed packet
+        path = _spool(item.raw, item.sha256)
+        log.error("could not store the packet in the database (%s): spooled to %s", exc, path)
+        return None, False
+    if item.status == Alert.Status.REJECTED:
+        log.warning("alert %s rejected at intake: %s", alert_id, item.reason)
+        return alert_id, False
+    return alert_id, True
+
+
+def alert_receive_many(*, packets: list[tuple[bytes, float]]) -> list[int | None]:
+    """Persist several packets (raw bytes, receive unix time) in one transaction, then queue them.
+
+    The intake's writer thread calls this with whatever waited while its previous write ran: one
+    multi-row INSERT and one message per chunk instead of a transaction and a message per packet.
+    Same outcome as ``alert_receive`` for each packet, in order: a repeated IVORN (already stored, or
+    twice in the batch) keeps the first row and counts the repeat, bad packets are stored rejected, and
+    if the database is unreachable every packet of the batch is spooled. Returns the row ids (None: spooled).
+    """
+    items = [_incoming(raw, received_unix) for raw, received_unix in packets]
+    ivorns = [item.ivorn for item in items if item.ivorn is not None]
+    ids: list[int | None]
+    to_queue: list[int] = []
+    if len(items) > 1 and len(set(ivorns)) == len(ivorns):
+        try:
+            with transaction.atomic():
+                rows = Alert.objects.bulk_create([
+                    Alert(ivorn=item.ivorn, raw_xml=item.stored, sha256=item.sha256, received_at=item.received_at,
+                          status=item.status, status_reason=item.reason[:500], timings={"received": item.received_unix},
+                          processed_at=item.received_at if item.status == Alert.Status.REJECTED else None)
+                    for item in items])
+        except IntegrityError:
+            rows = None  # one of them repeats an IVORN stored earlier: one by one below says which
+        except Exception as exc:  # database down: never lose an ACKed packet
+            for item in items:
+                path = _spool(item.raw, item.sha256)
+                log.error("could not store the packet in the database (%s): spooled to %s", exc, path)
+            return [None] * len(items)
+        if rows is not None:
+            ids = [row.pk for row in rows]
+            for item, alert_id in zip(items, ids, strict=True):
+                if item.status == Alert.Status.REJECTED:
+                    log.warning("alert %s rejected at intake: %s", alert_id, item.reason)
+                else:
+                    to_queue.append(alert_id)
+            alert_queue_many(alert_ids=to_queue)
+            return ids
+    # One packet, or a repeat in the batch: row by row (the repeat logic of a single packet).
+    ids = []
+    for item in items:
+        alert_id, queue_it = _store_one(item)
+        ids.append(alert_id)
+        if queue_it:
+            to_queue.append(alert_id)
+    alert_queue_many(alert_ids=to_queue)
+    return ids
 
 
 class _DuplicateIvorn(Exception):
@@ -177,6 +252,33 @@ def alert_queue(*, alert_id: int) -> bool:
     except Exception as exc:  # noqa: BLE001 - any broker failure: the periodic task recovers the row
         log.warning("alert %s stored but not queued (%s): process_pending will queue it", alert_id, exc)
         return False
+    return True
+
+
+# Ids per `process_alerts` message: small enough that the worker's 4 threads share a burst, large enough
+# that a burst costs a few messages rather than one per packet.
+PROCESS_CHUNK = 10
+
+
+def alert_queue_many(*, alert_ids: list[int]) -> bool:
+    """Queue several stored alerts: one id alone goes as ``process_alert`` (the latency path, unchanged),
+    more go as ``process_alerts`` messages of up to PROCESS_CHUNK ids. False if the broker is down (the
+    rows stay `received`: process_pending queues them later)."""
+    if len(alert_ids) <= 1:
+        return all(alert_queue(alert_id=alert_id) for alert_id in alert_ids)
+    from alert_manager.tasks import process_alerts
+
+    options = {"queue": queue} if (queue := alerts_queue_override()) else {}
+    for start in range(0, len(alert_ids), PROCESS_CHUNK):
+        chunk = alert_ids[start:start + PROCESS_CHUNK]
+        try:
+            process_alerts.apply_async(kwargs={"alert_ids": chunk}, **options, retry=True,
+                                       retry_policy={"max_retries": 1, "interval_start": 0.1, "interval_step": 0.1,
+                                                     "interval_max": 0.2})
+        except Exception as exc:  # noqa: BLE001 - any broker failure: the periodic task recovers the rows
+            log.warning("alerts %s stored but not queued (%s): process_pending will queue them",
+                        alert_ids[start:], exc)
+            return False
     return True
 
 
@@ -253,6 +355,18 @@ def alert_process(*, alert_id: int) -> Alert | None:
     _finish(alert, outcome, timings)
     log.info("alert %s %s -> event %s (%s): %s", alert_id, notice.ivorn, event.pk, event.status, outcome.reason)
     return alert
+
+
+def alert_process_many(*, alert_ids: list[int]) -> int:
+    """Process several stored alerts in turn (a burst's chunk); returns how many this call processed.
+    One failing alert does not stop the others (its row stays `processing`: process_pending recovers it)."""
+    done = 0
+    for alert_id in alert_ids:
+        try:
+            done += alert_process(alert_id=alert_id) is not None
+        except Exception:
+            log.exception("alert %s: processing failed", alert_id)
+    return done
 
 
 def _store_parsed(alert: Alert, notice: ParsedNotice) -> bool:

@@ -21,6 +21,12 @@ def process_alert(*, alert_id: int) -> None:
     services.alert_process(alert_id=alert_id)
 
 
+@shared_task(name="pyros.alert_manager.process_alerts", soft_time_limit=120, time_limit=150, ignore_result=True)
+def process_alerts(*, alert_ids: list[int]) -> None:
+    # A burst's chunk (the intake's writer queues packets stored together this way): same claim per row.
+    services.alert_process_many(alert_ids=alert_ids)
+
+
 @shared_task(name="pyros.alert_manager.process_pending", soft_time_limit=120, time_limit=150, ignore_result=True)
 def process_pending() -> int:
     """Beat (every 30 s): queue again what a broker/worker outage left behind, import spooled packets."""

@@ -3,14 +3,18 @@
 Comet finds it as ``comet/plugins/pyros_handler.py`` on PYTHONPATH (this folder has no
 ``__init__.py`` on purpose: ``comet.plugins`` extends its ``__path__`` with every such folder).
 Comet calls handlers in its reactor thread, after it has already ACKed the packet, and only logs
-their failures; so this handler never blocks the reactor: it takes the receive time, then hands
-the raw bytes to a thread (``deferToThread``) where ``alert_manager.intake.receive_packet(raw)``
-persists the packet first and queues its processing.
+their failures; so this handler never blocks the reactor. It takes the receive time, then:
+
+- if the intake function is marked ``nonblocking`` (the default ``alert_manager.intake:submit_packet``),
+  calls it right there with ``(raw, received_unix)``: it only hands the bytes to PyROS's writer thread,
+  which persists them first and queues their processing (batched when packets arrive faster than one
+  database write); at shutdown the intake module's ``flush()`` writes what is still in memory;
+- otherwise hands the raw bytes to a Twisted thread (``deferToThread``) calling ``function(raw)``.
 
 Modes (``--pyros-mode`` or env ``PYROS_COMET_PLUGIN_MODE``):
 
 - ``intake`` (default): call the intake function (``--pyros-intake`` / env ``PYROS_COMET_INTAKE``,
-  default ``alert_manager.intake:receive_packet``), imported lazily, once, in the worker thread.
+  default ``alert_manager.intake:submit_packet``), imported lazily, once.
 - ``timestamp``: only append ``<receive unix time>\\t<ivorn>\\t<sha1>`` to the file given by
   ``--pyros-timestamp-file`` / env ``PYROS_COMET_TIMESTAMP_FILE``: the latency reference of Comet
   alone used by ``scripts/bench/bench_alerts_comet.py``.
@@ -33,7 +37,7 @@ from zope.interface import implementer
 
 MODE_INTAKE = "intake"
 MODE_TIMESTAMP = "timestamp"
-DEFAULT_INTAKE = "alert_manager.intake:receive_packet"
+DEFAULT_INTAKE = "alert_manager.intake:submit_packet"
 DEFAULT_TIMESTAMP_FILE = "var/comet-receive-times.log"
 
 _log = Logger(namespace="pyros.comet")
@@ -77,6 +81,9 @@ class PyrosHandler:
         ivorn = event.element.get("ivorn", "?")
         if self.mode == MODE_TIMESTAMP:
             d = deferToThread(self._record_timestamp, raw, ivorn, received_unix)
+        elif getattr(intake := self._load_intake(), "nonblocking", False):
+            intake(raw, received_unix)  # returns at once: the writer thread persists it
+            return None
         else:
             d = deferToThread(self._deliver, raw)
             d.addCallback(self._log_delivered, ivorn, received_unix)
@@ -109,6 +116,12 @@ class PyrosHandler:
                     module_name, _, func_name = self.intake_path.partition(":")
                     module = importlib.import_module(module_name)
                     self._intake = getattr(module, func_name or "receive_packet")
+                    flush = getattr(module, "flush", None)
+                    if callable(flush):
+                        # SIGTERM: write the packets still in memory before the process exits.
+                        from twisted.internet import reactor
+
+                        reactor.addSystemEventTrigger("before", "shutdown", deferToThread, flush)
         return self._intake
 
     @staticmethod
