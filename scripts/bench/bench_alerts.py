@@ -38,6 +38,15 @@ N_BURST = 1000
 SENDERS = 8
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process of ours (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
@@ -232,12 +241,15 @@ def _scenario(db_url: str, broker: str, workdir: Path, procs: list[subprocess.Po
     def send(index: int) -> None:
         acks[index] = send_voevent("127.0.0.1", comet_port, burst[index], timeout_s=30).ack
 
+    worker_pid, comet_pid = procs[1].pid, procs[2].pid
+    cpu_before = {"Comet (+ intake)": cpu_s(comet_pid), "alerts worker": cpu_s(worker_pid), "bench senders": cpu_s(os.getpid())}
     t0 = time.time()
     with ThreadPoolExecutor(SENDERS) as pool:
         list(pool.map(send, range(N_BURST)))
     sent_s = time.time() - t0
     _wait(lambda: processed(burst_ivorns) == N_BURST, 180, "burst processed", worker_log)
     total_s = time.time() - t0
+    cpu_after = {"Comet (+ intake)": cpu_s(comet_pid), "alerts worker": cpu_s(worker_pid), "bench senders": cpu_s(os.getpid())}
     stored = Alert.objects.filter(ivorn__in=burst_ivorns).count()
     last_stored = max(t["received"] for t in Alert.objects.filter(ivorn__in=burst_ivorns)
                       .values_list("timings", flat=True))
@@ -266,6 +278,8 @@ def _scenario(db_url: str, broker: str, workdir: Path, procs: list[subprocess.Po
     print(f"  lost: {lost} ({'PASS' if lost == 0 else 'FAIL'})")
     print(f"  throughput (first send -> last processed): {rate:.0f} packets/s (target >= 200: "
           f"{'PASS' if rate >= 200 else 'FAIL'}); intake alone: {N_BURST / (last_stored - t0):.0f} packets/s")
+    print(f"  CPU used during the burst ({os.cpu_count()} CPUs): " + ", ".join(
+        f"{name} {(cpu_after[name] - cpu_before[name]) * 1e3 / N_BURST:.2f} ms/packet" for name in cpu_before))
     ok &= lost == 0 and rate >= 200
     print(f"\noverall: {'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1
