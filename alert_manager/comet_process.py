@@ -18,7 +18,7 @@ Environment (defaults in brackets):
 - ``PYROS_COMET_REMOTES`` [none]: comma-separated HOST:PORT brokers to subscribe to (e.g. GCN).
 - ``PYROS_COMET_EVENTDB`` [var/comet-eventdb]: Comet's duplicate-detection database.
 - ``PYROS_COMET_SAVE_EVENTS`` [unset]: a directory where Comet also writes each packet.
-- ``PYROS_COMET_PLUGIN_MODE`` [intake]: ``intake`` or ``timestamp`` (latency reference).
+- ``PYROS_COMET_PLUGIN_MODE`` [spool]: ``spool`` (files + the intake daemon), ``intake`` (in Comet) or ``timestamp``.
 - ``PYROS_COMET_TIMESTAMP_FILE`` [var/comet-receive-times.log]: used in timestamp mode.
 - ``PYROS_COMET_INTAKE`` [alert_manager.intake:receive_packet]: function given the raw bytes.
 """
@@ -49,7 +49,7 @@ class CometConfig:
     eventdb_dir: Path = field(default_factory=lambda: REPO_ROOT / DEFAULT_EVENTDB)
     remotes: tuple[str, ...] = ()
     save_event_dir: Path | None = None
-    plugin_mode: str = "intake"
+    plugin_mode: str = "spool"
     timestamp_file: Path | None = None
     intake: str | None = None
     verbose: bool = False
@@ -79,7 +79,7 @@ class CometConfig:
             eventdb_dir=_resolve(env.get("PYROS_COMET_EVENTDB", DEFAULT_EVENTDB)),
             remotes=remotes,
             save_event_dir=_resolve(save) if save else None,
-            plugin_mode=env.get("PYROS_COMET_PLUGIN_MODE", "intake"),
+            plugin_mode=env.get("PYROS_COMET_PLUGIN_MODE", "spool"),
             timestamp_file=_resolve(ts_file) if ts_file else None,
             intake=env.get("PYROS_COMET_INTAKE") or None,
         )

@@ -322,7 +322,11 @@ def alert_process(*, alert_id: int) -> Alert | None:
     if not claimed:
         log.debug("alert %s already claimed or processed", alert_id)
         return None
-    alert = Alert.objects.get(pk=alert_id)
+    return _process_claimed(Alert.objects.get(pk=alert_id), started, strategies.strategy_for)
+
+
+def _process_claimed(alert: Alert, started: float, strategy_for) -> Alert:  # noqa: ANN001 - strategies.strategy_for
+    alert_id = alert.pk
     timings = {**alert.timings, "task_started": started}
     try:
         notice = parse_voevent(bytes(alert.raw_xml))
@@ -335,7 +339,7 @@ def alert_process(*, alert_id: int) -> Alert | None:
         _finish(alert, _Outcome(Alert.Status.IGNORED, f"repeat of an IVORN already stored: {notice.ivorn}"), timings)
         return alert
 
-    strategy = strategies.strategy_for(mission=notice.mission, notice_type=notice.notice_type)
+    strategy = strategy_for(mission=notice.mission, notice_type=notice.notice_type)
     max_error_deg = strategy.max_error_deg if strategy else strategies.DEFAULT_MAX_ERROR_DEG
     decision = triage(notice, max_error_deg=max_error_deg)
     if not _is_about_an_event(notice):
@@ -360,10 +364,34 @@ def alert_process(*, alert_id: int) -> Alert | None:
 def alert_process_many(*, alert_ids: list[int]) -> int:
     """Process several stored alerts in turn (a burst's chunk); returns how many this call processed.
     One failing alert does not stop the others (its row stays `processing`: process_pending recovers it)."""
+    if not alert_ids:
+        return 0
+    started = time.time()
+    # One statement claims the whole chunk (rows another worker holds are skipped), one query loads it, and
+    # the active strategies are looked up once per (mission, notice type) of the chunk.
+    table = connection.ops.quote_name(Alert._meta.db_table)
+    placeholders = ", ".join(["%s"] * len(alert_ids))
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {table} SET status = %s WHERE id IN ({placeholders}) AND status = %s RETURNING id",
+                       [Alert.Status.PROCESSING, *alert_ids, Alert.Status.RECEIVED])
+        claimed = {row[0] for row in cursor.fetchall()}
+    rows = Alert.objects.in_bulk(claimed)
+    cache: dict[tuple[str, str], Strategy | None] = {}
+
+    def strategy_for(*, mission: str, notice_type: str) -> Strategy | None:
+        key = (mission, notice_type)
+        if key not in cache:
+            cache[key] = strategies.strategy_for(mission=mission, notice_type=notice_type)
+        return cache[key]
+
     done = 0
     for alert_id in alert_ids:
+        if alert_id not in rows:
+            log.debug("alert %s already claimed or processed", alert_id)
+            continue
         try:
-            done += alert_process(alert_id=alert_id) is not None
+            _process_claimed(rows[alert_id], started, strategy_for)
+            done += 1
         except Exception:
             log.exception("alert %s: processing failed", alert_id)
     return done

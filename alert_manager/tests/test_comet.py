@@ -40,7 +40,9 @@ def _packet(serial: int) -> bytes:
 
 
 @contextmanager
-def comet_broker(tmp_path: Path, env_extra: dict[str, str]) -> Iterator[int]:
+def comet_broker(tmp_path: Path, env_extra: dict[str, str], intake_daemon: bool | None = None) -> Iterator[int]:
+    """Comet on a free port; with the plugin in spool mode (the default) also the intake daemon that stores
+    what it spools (``intake_daemon=False``: Comet alone, the files stay in the spool)."""
     try:
         twistd_executable()
     except SystemExit as exc:
@@ -52,7 +54,53 @@ def comet_broker(tmp_path: Path, env_extra: dict[str, str]) -> Iterator[int]:
         "PYROS_COMET_EVENTDB": str(tmp_path / "eventdb"),
         **env_extra,
     }
-    log = open(tmp_path / "comet.log", "wb")  # noqa: SIM115 - closed below
+    if intake_daemon is None:
+        intake_daemon = env.get("PYROS_COMET_PLUGIN_MODE", "spool") == "spool"
+    logs: list = []
+    try:
+        if intake_daemon:
+            with intake_daemon_process(tmp_path, env):
+                yield from _run_comet(tmp_path, env, port, logs)
+        else:
+            yield from _run_comet(tmp_path, env, port, logs)
+    finally:
+        for log in logs:
+            log.close()
+
+
+@contextmanager
+def intake_daemon_process(tmp_path: Path, env: dict[str, str]) -> Iterator[subprocess.Popen]:
+    """``python -m alert_manager.intake_daemon`` with ``env``, once it has said it is ready."""
+    log_path = tmp_path / "intake.log"
+    log = open(log_path, "ab")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([sys.executable, "-m", "alert_manager.intake_daemon"], cwd=REPO_ROOT,
+                            env={"DJANGO_SETTINGS_MODULE": "pyros.settings", **env}, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 60
+        while b"alert intake ready" not in log_path.read_bytes():
+            if proc.poll() is not None:
+                pytest.fail(f"intake daemon exited with {proc.returncode}: {log_path.read_text()[-2000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"intake daemon not ready within 60 s: {log_path.read_text()[-2000:]}")
+            time.sleep(0.05)
+        yield proc
+    finally:
+        _stop(proc)
+        log.close()
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+def _run_comet(tmp_path: Path, env: dict[str, str], port: int, logs: list) -> Iterator[int]:
+    log = open(tmp_path / "comet.log", "wb")  # noqa: SIM115 - closed by the caller
+    logs.append(log)
     proc = subprocess.Popen(
         [sys.executable, "-m", "alert_manager.comet_process"], cwd=REPO_ROOT, env=env, stdout=log, stderr=log
     )
@@ -70,13 +118,7 @@ def comet_broker(tmp_path: Path, env_extra: dict[str, str]) -> Iterator[int]:
                 time.sleep(0.1)
         yield port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-        log.close()
+        _stop(proc)
 
 
 def _wait_for(predicate, timeout_s: float = 10.0) -> bool:  # noqa: ANN001
@@ -147,7 +189,7 @@ def test_comet_command_line_from_env(tmp_path: Path) -> None:
         "--author-whitelist=127.0.0.1/32",
         f"--eventdb={tmp_path / 'db'}",
         "--pyros",
-        "--pyros-mode=intake",
+        "--pyros-mode=spool",
         "--remote=voevent.example.org:8099",
         "--remote=10.0.0.2:8099",
         "--save-event",

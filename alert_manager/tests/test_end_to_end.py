@@ -81,7 +81,7 @@ def test_a_swift_notice_sent_to_comet_slews_the_mount(night_observatory, request
     get_observatory().mount.unpark()
     reset_observatory()
     with celery_worker(queue, env=env, concurrency=4, log_path=worker_log), \
-            comet_broker(tmp_path, {**env, "PYROS_COMET_PLUGIN_MODE": "intake"}) as comet_port:
+            comet_broker(tmp_path, {**env, "PYROS_COMET_PLUGIN_MODE": "spool"}) as comet_port:
         _wait_for_log(worker_log, "alert worker warmed up", 60)
         # Warm the Comet process (Django set-up, broker connection) with a test packet: stored, ignored.
         warm = make_packet(f"ivo://nasa.gsfc.gcn/SWIFT#BAT_GRB_Pos_999{os.getpid()}-1", role="test",

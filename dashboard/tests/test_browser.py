@@ -204,7 +204,7 @@ def test_a_voevent_sent_through_comet_raises_the_alert_banner(require_chromium, 
     log_in(page, live_server, email, password)
     assert page.locator("#alert-banner").count() == 0
     with celery_worker(queue, env=env, concurrency=2, log_path=tmp_path / "worker.log"), \
-            comet_broker(tmp_path, {**env, "PYROS_COMET_PLUGIN_MODE": "intake"}) as comet_port:
+            comet_broker(tmp_path, {**env, "PYROS_COMET_PLUGIN_MODE": "spool"}) as comet_port:
         ra, dec = zenith_target(seed.site)
         trigger = 770000 + os.getpid() % 10000
         packet = swift_packet("BAT_GRB_Pos", trigger, 1, datetime.now(UTC), ra, dec, 0.05)

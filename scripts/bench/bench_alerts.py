@@ -6,10 +6,13 @@ Run: ``.venv/bin/python scripts/bench/bench_alerts.py`` (about 1-2 minutes; loop
 created and dropped) and RabbitMQ (``CELERY_BROKER_URL``, default amqp://guest:guest@127.0.0.1:5672//; a
 throw-away vhost is used when ``rabbitmqctl`` is available, else a private queue on the default vhost).
 
+Processes: Comet with the PyROS plugin in spool mode, the intake daemon (``alert_manager.intake_daemon``), the
+alerts worker, the INDI simulators.
+
 1. Latency, 100 Swift BAT notices: from just before the VTP send to Comet, to the moment the INDI mount
    announces the slew (EQUATORIAL_EOD_COORD Busy, seen by an independent INDI client). Targets: p50 <= 50 ms,
    p99 <= 200 ms. Reference measured in the same run: Comet's own send -> handler latency (the intake's
-   receive mark), and the worker's share (task start -> pre-emption call).
+   receive mark, written in the spool file's name), and the worker's share (task start -> pre-emption call).
 2. Burst: 1000 role=test packets sent by 8 concurrent senders: none lost (every packet stored and
    processed once), throughput from the first send to the last packet processed. Target >= 200 packets/s.
 """
@@ -184,6 +187,14 @@ def _scenario(db_url: str, broker: str, workdir: Path, procs: list[subprocess.Po
             stderr=subprocess.STDOUT))
     _wait(lambda: "alert worker warmed up" in worker_log.read_text(errors="replace"), 90, "worker warm-up",
           worker_log)
+    # The intake daemon stores what Comet's plugin spools (PYROS_COMET_PLUGIN_MODE=spool, the default); with
+    # PYROS_COMET_PLUGIN_MODE=intake (the former in-Comet intake, for comparison) it is started but idle.
+    intake_log = workdir / "intake.log"
+    with open(intake_log, "wb") as out:
+        procs.append(subprocess.Popen([sys.executable, "-m", "alert_manager.intake_daemon"], cwd=REPO_ROOT, env=env,
+                                      stdout=out, stderr=subprocess.STDOUT))
+    _wait(lambda: "alert intake ready" in intake_log.read_text(errors="replace"), 60, "intake daemon ready",
+          intake_log)
     comet_port = free_port()
     comet_log = workdir / "comet.log"
     with open(comet_log, "wb") as out:
@@ -241,15 +252,16 @@ def _scenario(db_url: str, broker: str, workdir: Path, procs: list[subprocess.Po
     def send(index: int) -> None:
         acks[index] = send_voevent("127.0.0.1", comet_port, burst[index], timeout_s=30).ack
 
-    worker_pid, comet_pid = procs[1].pid, procs[2].pid
-    cpu_before = {"Comet (+ intake)": cpu_s(comet_pid), "alerts worker": cpu_s(worker_pid), "bench senders": cpu_s(os.getpid())}
+    pids = {"Comet": procs[3].pid, "intake daemon": procs[2].pid, "alerts worker": procs[1].pid,
+            "bench senders": os.getpid()}
+    cpu_before = {name: cpu_s(pid) for name, pid in pids.items()}
     t0 = time.time()
     with ThreadPoolExecutor(SENDERS) as pool:
         list(pool.map(send, range(N_BURST)))
     sent_s = time.time() - t0
     _wait(lambda: processed(burst_ivorns) == N_BURST, 180, "burst processed", worker_log)
     total_s = time.time() - t0
-    cpu_after = {"Comet (+ intake)": cpu_s(comet_pid), "alerts worker": cpu_s(worker_pid), "bench senders": cpu_s(os.getpid())}
+    cpu_after = {name: cpu_s(pid) for name, pid in pids.items()}
     stored = Alert.objects.filter(ivorn__in=burst_ivorns).count()
     last_stored = max(t["received"] for t in Alert.objects.filter(ivorn__in=burst_ivorns)
                       .values_list("timings", flat=True))
