@@ -126,13 +126,20 @@ def main() -> int:
         if obs.dome.state().shutter != "open":
             obs.dome.open_shutter(timeout_s=60)
         set_weather(port=port, wind_m_s=30)
+        changed = time.perf_counter()
         while True:
             monitoring_poll()
             if observatory_state().safety == "unsafe":
                 seen = time.perf_counter()
                 break
         wait_until(lambda: obs.dome.state().shutter in ("closing", "closed"), timeout_s=5, interval_s=0.005)
-        close_ms = (time.perf_counter() - seen) * 1000
+        closing = time.perf_counter()
+        # `seen` is when the poll that read the unsafe values returned: it has already sent the close
+        # command by then, so this is ~0; the time from the weather change at the station is printed too.
+        close_ms = (closing - seen) * 1000
+        print(f"dome seen closing {(closing - changed) * 1000:.1f} ms after the weather changed at the station "
+              f"(polled back to back here; with beat the poll period {settings.PYROS_MONITORING_PERIOD_S:g} s adds up "
+              f"to that much)")
         results.append(("dome close command <= 2 s after the unsafe reading", close_ms, close_ms <= 2000, "ms"))
         wait_until(lambda: obs.dome.state().shutter == "closed" and obs.mount.state().parked, timeout_s=60)
         reset_observatory()
