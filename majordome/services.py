@@ -297,11 +297,8 @@ def _on_phase_change(old: str, new: str) -> None:
 
 
 def _replan(reason: str) -> None:
-    try:
-        from scheduler.services import schedule_request_replan
-    except ImportError:
-        log.info("no scheduler installed: not replanning (%s)", reason)
-        return
+    from scheduler.services import schedule_request_replan  # lazy: the scheduler imports the majordome's selectors
+
     schedule_request_replan(reason=reason)
 
 

@@ -385,17 +385,11 @@ def sequence_finish(*, sequence_id: int, token: str, reason: str = "", interrupt
     log.info("sequence %s %s%s (%d image(s), %.0f s used)", sequence_id, status, f": {reason}" if reason else "",
              done_images, used_s)
     if status == lifecycle.PENDING:
-        _replan(f"sequence {sequence_id} interrupted")
+        from scheduler.services import schedule_request_replan
+
+        schedule_request_replan(reason=f"sequence {sequence_id} interrupted")
     majordome_wake(reason=f"sequence {sequence_id} ended")
     return status
-
-
-def _replan(reason: str) -> None:
-    try:
-        from scheduler.services import schedule_request_replan
-    except ImportError:
-        return
-    schedule_request_replan(reason=reason)
 
 
 def request_refresh_status(*, request_id: int) -> None:
