@@ -110,23 +110,18 @@ def observatory_status() -> dict:
 
 
 def next_due_entry(now: datetime | None = None, lead_s: float = 60.0):
-    """The first planned entry of the current schedule that may start now (its planned start is at
+    """The first waiting entry of the current schedule that may start now (its planned start is at
     most `lead_s` away and its end is not past)."""
-    from pyrosapp.models import ScheduleHasSequences
+    from scheduler.selectors import schedule_current_entries
 
     now = now or timezone.now()
-    return (ScheduleHasSequences.objects.filter(schedule__status="current", status="planned", tep__gt=now,
-                                                tsp__lte=now + timedelta(seconds=lead_s),
-                                                sequence__status__in=[Sequence.Status.PLANNED])
-            .select_related("sequence").order_by("tsp").first())
+    return schedule_current_entries(now=now, waiting_only=True).filter(
+        tsp__lte=now + timedelta(seconds=lead_s)).first()
 
 
 def _next_entries(limit: int = 5) -> list[dict]:
-    from pyrosapp.models import ScheduleHasSequences
+    from scheduler.selectors import schedule_current_entries
 
-    now = timezone.now()
-    rows = (ScheduleHasSequences.objects.filter(schedule__status="current", status="planned", tep__gt=now,
-                                                sequence__status=Sequence.Status.PLANNED)
-            .select_related("sequence").order_by("tsp")[:limit])
+    rows = schedule_current_entries(waiting_only=True)[:limit]
     return [{"sequence": r.sequence_id, "request": r.sequence.request_id, "name": r.sequence.name,
              "target": r.sequence.target_name, "tsp": _iso(r.tsp), "tep": _iso(r.tep)} for r in rows]
