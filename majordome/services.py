@@ -306,12 +306,47 @@ def majordome_tick(now: datetime | None = None) -> str:
     """Periodic: phase, recovery of dead executions, calibrations, dispatch. Returns what it did."""
     state = selectors.observatory_state()
     phase_update(state, now)
+    if state.phase == sm.NIGHT and state.mode == sm.AUTOMATIC and state.safety == sm.SAFE:
+        ready_for_the_night(state)
     recovered = recover_stale_executions(now)
     if state.phase in (sm.DUSK, sm.DAWN) and state.mode == sm.AUTOMATIC:
         started = maybe_start_calibrations(state, now)
         if started:
             return started
     return majordome_dispatch(reason="tick") or (f"recovered {recovered}" if recovered else "idle")
+
+
+def ready_for_the_night(state: ObservatoryState) -> bool:
+    """At night, safe and automatic: unpark the mount and open the dome ahead of the first sequence,
+    so that an alert finds the telescope ready (the first slew of the night does not wait for an
+    unpark, nor the first exposure for the shutter). Decided from monitoring's snapshot; the
+    motions run in threads. Returns whether something was started."""
+    snapshot = state.devices_snapshot or {}
+    mount_parked = (snapshot.get("mount") or {}).get("parked") is True
+    dome = snapshot.get("dome") or {}
+    dome_closed = dome.get("shutter") == "closed"
+    if not (mount_parked or dome_closed):
+        return False
+    from majordome.device_link import get_observatory
+
+    try:
+        obs = get_observatory()
+    except Exception as exc:
+        log.warning("cannot prepare the telescope for the night: %s", exc)
+        return False
+    log.info("night, safe, automatic: getting the telescope ready (%s)",
+             ", ".join(what for what, todo in (("unpark the mount", mount_parked), ("open the dome", dome_closed))
+                       if todo))
+    if mount_parked:
+        _in_thread("mount unpark", lambda: obs.mount.unpark())
+    if dome_closed:
+        def open_dome():
+            if obs.dome.state().parked:
+                obs.dome.unpark()
+            obs.dome.open_shutter(timeout_s=300)
+
+        _in_thread("dome open", open_dome)
+    return True
 
 
 def recover_stale_executions(now: datetime | None = None) -> int:

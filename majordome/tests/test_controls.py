@@ -168,3 +168,23 @@ def test_the_tick_follows_the_sun_and_replans_at_night_start(demo, monkeypatch):
     from pyrosapp.models import Log
 
     assert Log.objects.filter(component="majordome", message__contains="phase dusk -> night").exists()
+
+
+def test_the_night_gets_the_telescope_ready_only_when_safe_and_automatic(demo, monkeypatch):
+    from majordome import services
+
+    started = []
+    monkeypatch.setattr("majordome.device_link.get_observatory", lambda **kw: object())
+    monkeypatch.setattr(services, "_in_thread", lambda what, action: started.append(what))
+    parked = {"mount": {"parked": True}, "dome": {"shutter": "closed"}}
+    ObservatoryState.objects.update(devices_snapshot=parked)
+    assert services.ready_for_the_night(ObservatoryState.objects.get()) is True
+    assert started == ["mount unpark", "dome open"]
+    started.clear()
+    ObservatoryState.objects.update(devices_snapshot={"mount": {"parked": False}, "dome": {"shutter": "open"}})
+    assert services.ready_for_the_night(ObservatoryState.objects.get()) is False and started == []
+    # the tick does it only at night, safe and automatic
+    ObservatoryState.objects.update(devices_snapshot=parked, safety="unsafe")
+    monkeypatch.setattr(services, "_replan", lambda reason: None)
+    services.majordome_tick()
+    assert started == []
