@@ -303,11 +303,7 @@ def _store_image(seq: Sequence, plan: Plan, index: int, data: bytes, date_obs: d
     fits_bytes, header = add_pyros_headers(data, ctx, airmass=airmass)
     date_obs = _header_time(header) or date_obs
     rel = relative_path(ctx, date_obs)
-    path = Path(settings.PYROS_DATA_DIR) / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".part")
-    tmp.write_bytes(fits_bytes)
-    tmp.replace(path)  # atomic: a reader never sees half a file
+    _write_fits(rel, fits_bytes)
     with transaction.atomic():
         image, _ = Image.objects.update_or_create(plan=plan, index_in_plan=index, defaults=dict(
             sequence=seq, detector=plan.album.detector, frame_type=plan.frame_type, file_path=str(rel),
@@ -318,6 +314,16 @@ def _store_image(seq: Sequence, plan: Plan, index: int, data: bytes, date_obs: d
         transaction.on_commit(lambda: _request_analysis(image.pk))
     log.info("image %s saved (%d/%d of plan %s)", rel, index, plan.count, plan.pk)
     return image
+
+
+def _write_fits(rel: Path, fits_bytes: bytes) -> None:
+    """Write a FITS file under the data directory atomically: a reader (the analyzer, a download)
+    never sees half a file."""
+    path = Path(settings.PYROS_DATA_DIR) / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".part")
+    tmp.write_bytes(fits_bytes)
+    tmp.replace(path)
 
 
 def _header_time(header) -> datetime | None:
@@ -450,9 +456,7 @@ def calibrations_run(*, when: str, token: str, observatory=None) -> int:
                     rel = relative_path(ctx, date_obs)
                     if Image.objects.filter(file_path=str(rel)).exists():  # two frames within one second
                         rel = rel.with_name(rel.stem + f"_{i:03d}.fits")
-                    path = Path(settings.PYROS_DATA_DIR) / rel
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    path.write_bytes(fits_bytes)
+                    _write_fits(rel, fits_bytes)
                     Image.objects.create(detector=detector, frame_type=kind, file_path=str(rel), date_obs=date_obs,
                                          exposure_s=exposure_s, filter_name=filter_name, header=_header_dict(header))
                     total += 1
