@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from django.db.models import Q
 from django.utils import timezone
 
 from pyrosapp.models import ObservatoryState, Sequence, Site
@@ -56,10 +57,9 @@ def stale_executions(now: datetime | None = None):
     """Sequences left `executing` by an executor that stopped beating (killed worker)."""
     now = now or timezone.now()
     stale = now - timedelta(seconds=executor_stale_s())
-    return Sequence.objects.filter(status=Sequence.Status.EXECUTING).filter(
-        execution_heartbeat__lt=stale) | Sequence.objects.filter(status=Sequence.Status.EXECUTING,
-                                                                 execution_heartbeat__isnull=True,
-                                                                 started_at__lt=stale)
+    return Sequence.objects.filter(
+        Q(execution_heartbeat__lt=stale) | Q(execution_heartbeat__isnull=True, started_at__lt=stale),
+        status=Sequence.Status.EXECUTING)
 
 
 def _iso(value):

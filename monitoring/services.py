@@ -61,7 +61,7 @@ def monitoring_poll(*, observatory=None, now: datetime | None = None) -> dict:
 
     reasons = unsafe_reasons(reading, now=now, limits=settings.PYROS_SAFETY_LIMITS)
     if observatory is None:
-        reasons = ["devices unreachable"] + reasons[:0]
+        reasons = ["devices unreachable"]
     verdict = evaluate(reasons=reasons, previous=state.safety, ok_since=state.conditions_ok_since, now=now,
                        hold_s=settings.PYROS_SAFETY_HOLD_S)
     became_unsafe = verdict.safety == "unsafe" and state.safety != "unsafe"
