@@ -16,7 +16,8 @@ Environment (defaults in brackets):
 - ``PYROS_COMET_LOCAL_IVO`` [ivo://pyros/broker].
 - ``PYROS_COMET_AUTHOR_WHITELIST`` [127.0.0.1/32]: comma-separated networks allowed to submit.
 - ``PYROS_COMET_REMOTES`` [none]: comma-separated HOST:PORT brokers to subscribe to (e.g. GCN).
-- ``PYROS_COMET_EVENTDB`` [var/comet-eventdb]: Comet's duplicate-detection database.
+- ``PYROS_COMET_EVENTDB`` [var/comet-eventdb]: Comet's duplicate-detection database (SQLite files through
+  ``comet_plugins/anydbm.py``, which Comet imports before ``dbm``: ``dbm.dumb`` slows down with every packet).
 - ``PYROS_COMET_SAVE_EVENTS`` [unset]: a directory where Comet also writes each packet.
 - ``PYROS_COMET_PLUGIN_MODE`` [spool]: ``spool`` (files + the intake daemon), ``intake`` (in Comet) or ``timestamp``.
 - ``PYROS_COMET_TIMESTAMP_FILE`` [var/comet-receive-times.log]: used in timestamp mode.
