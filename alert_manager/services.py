@@ -26,7 +26,7 @@ from xml.sax.saxutils import unescape
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from alert_manager import strategies
@@ -322,42 +322,8 @@ def alert_process(*, alert_id: int) -> Alert | None:
     if not claimed:
         log.debug("alert %s already claimed or processed", alert_id)
         return None
-    return _process_claimed(Alert.objects.get(pk=alert_id), started, strategies.strategy_for)
-
-
-def _process_claimed(alert: Alert, started: float, strategy_for) -> Alert:  # noqa: ANN001 - strategies.strategy_for
-    alert_id = alert.pk
-    timings = {**alert.timings, "task_started": started}
-    try:
-        notice = parse_voevent(bytes(alert.raw_xml))
-    except VOEventRejected as exc:
-        log.warning("alert %s rejected: %s", alert_id, exc.reason)
-        _finish(alert, _Outcome(Alert.Status.REJECTED, exc.reason), timings)
-        return alert
-    timings["parsed"] = time.time()
-    if not _store_parsed(alert, notice):
-        _finish(alert, _Outcome(Alert.Status.IGNORED, f"repeat of an IVORN already stored: {notice.ivorn}"), timings)
-        return alert
-
-    strategy = strategy_for(mission=notice.mission, notice_type=notice.notice_type)
-    max_error_deg = strategy.max_error_deg if strategy else strategies.DEFAULT_MAX_ERROR_DEG
-    decision = triage(notice, max_error_deg=max_error_deg)
-    if not _is_about_an_event(notice):
-        _finish(alert, _Outcome(Alert.Status.IGNORED, decision.reason, decision.kind), timings)
-        return alert
-
-    event, created, group_reason = _group(alert, notice, decision)
-    timings["grouped"] = time.time()
-    decision = triage(notice, max_error_deg=max_error_deg, joins_existing_event=not created)
-    try:
-        outcome = _act(alert=alert, notice=notice, decision=decision, event=event, strategy=strategy,
-                       timings=timings)
-    except Exception as exc:
-        log.exception("alert %s (%s): processing failed after grouping into %s", alert_id, notice.ivorn, event)
-        outcome = _Outcome(Alert.Status.PROCESSED, f"error while acting on it: {exc}"[:500], decision.kind)
-    outcome.reason = f"{outcome.reason} [{group_reason}]"[:500]
-    _finish(alert, outcome, timings)
-    log.info("alert %s %s -> event %s (%s): %s", alert_id, notice.ivorn, event.pk, event.status, outcome.reason)
+    alert = Alert.objects.get(pk=alert_id)
+    _process_rows([alert], started, strategies.strategy_for)
     return alert
 
 
@@ -384,22 +350,212 @@ def alert_process_many(*, alert_ids: list[int]) -> int:
             cache[key] = strategies.strategy_for(mission=mission, notice_type=notice_type)
         return cache[key]
 
+    skipped = [alert_id for alert_id in alert_ids if alert_id not in rows]
+    if skipped:
+        log.debug("alerts %s already claimed or processed", skipped)
+    return _process_rows([rows[alert_id] for alert_id in alert_ids if alert_id in rows], started, strategy_for)
+
+
+@dataclasses.dataclass
+class _Quiet:
+    """A claimed alert that asks for nothing: rejected, not about a burst, or ignored by triage (test packet,
+    not a GRB, catalogue source...). Such alerts are grouped and written in bulk (``_process_quiet``)."""
+
+    alert: Alert
+    notice: ParsedNotice | None  # None: rejected
+    decision: TriageDecision | None
+    outcome: _Outcome | None  # set for rejected ones
+    timings: dict[str, float]
+
+
+def _process_rows(alerts: list[Alert], started: float, strategy_for) -> int:  # noqa: ANN001
+    """Process claimed rows in order. Consecutive quiet alerts (a burst of test packets, a storm of
+    non-GRB notices) are handled together in one transaction (``_process_quiet``, a handful of queries
+    for the lot); any other alert goes through ``_process_parsed`` alone, after the quiet ones before it."""
+    quiet: list[_Quiet] = []
     done = 0
-    for alert_id in alert_ids:
-        if alert_id not in rows:
-            log.debug("alert %s already claimed or processed", alert_id)
-            continue
+    for alert in alerts:
+        timings = {**alert.timings, "task_started": started}
         try:
-            _process_claimed(rows[alert_id], started, strategy_for)
+            notice = parse_voevent(bytes(alert.raw_xml))
+        except VOEventRejected as exc:
+            log.warning("alert %s rejected: %s", alert.pk, exc.reason)
+            quiet.append(_Quiet(alert, None, None, _Outcome(Alert.Status.REJECTED, exc.reason), timings))
+            continue
+        except Exception:
+            log.exception("alert %s: parsing failed", alert.pk)
+            continue
+        timings["parsed"] = time.time()
+        # Whether triage ignores it does not depend on the strategy (role, flags), nor on the grouping.
+        decision = triage(notice, max_error_deg=strategies.DEFAULT_MAX_ERROR_DEG)
+        if notice.ivorn == alert.ivorn and (
+                not _is_about_an_event(notice) or (decision.kind == "ignored" and not notice.is_retraction)):
+            quiet.append(_Quiet(alert, notice, decision, None, timings))
+            continue
+        done += _flush_quiet(quiet)
+        try:
+            _process_parsed(alert, notice, timings, strategy_for)
             done += 1
         except Exception:
-            log.exception("alert %s: processing failed", alert_id)
+            log.exception("alert %s: processing failed", alert.pk)
+    return done + _flush_quiet(quiet)
+
+
+def _process_parsed(alert: Alert, notice: ParsedNotice, timings: dict[str, float], strategy_for) -> None:  # noqa: ANN001
+    """The whole path for one parsed alert: store its fields, triage with its strategy, group, act."""
+    alert_id = alert.pk
+    if not _store_parsed(alert, notice):
+        _finish(alert, _Outcome(Alert.Status.IGNORED, f"repeat of an IVORN already stored: {notice.ivorn}"), timings)
+        return
+
+    strategy = strategy_for(mission=notice.mission, notice_type=notice.notice_type)
+    max_error_deg = strategy.max_error_deg if strategy else strategies.DEFAULT_MAX_ERROR_DEG
+    decision = triage(notice, max_error_deg=max_error_deg)
+    if not _is_about_an_event(notice):
+        _finish(alert, _Outcome(Alert.Status.IGNORED, decision.reason, decision.kind), timings)
+        return
+
+    event, created, group_reason = _group(alert, notice, decision)
+    timings["grouped"] = time.time()
+    decision = triage(notice, max_error_deg=max_error_deg, joins_existing_event=not created)
+    try:
+        outcome = _act(alert=alert, notice=notice, decision=decision, event=event, strategy=strategy,
+                       timings=timings)
+    except Exception as exc:
+        log.exception("alert %s (%s): processing failed after grouping into %s", alert_id, notice.ivorn, event)
+        outcome = _Outcome(Alert.Status.PROCESSED, f"error while acting on it: {exc}"[:500], decision.kind)
+    outcome.reason = f"{outcome.reason} [{group_reason}]"[:500]
+    _finish(alert, outcome, timings)
+    log.info("alert %s %s -> event %s (%s): %s", alert_id, notice.ivorn, event.pk, event.status, outcome.reason)
+
+
+def _flush_quiet(quiet: list[_Quiet]) -> int:
+    """Process and empty ``quiet``; returns how many were processed. If the bulk transaction fails, each
+    alert is tried alone (one bad row must not hold back the others)."""
+    if not quiet:
+        return 0
+    batch = list(quiet)
+    quiet.clear()
+    try:
+        _process_quiet(batch)
+        return len(batch)
+    except Exception:
+        log.exception("bulk processing of %d alerts failed: processing them one by one", len(batch))
+    done = 0
+    for item in batch:
+        try:
+            item.alert.event = None
+            if item.notice is None:
+                _finish(item.alert, item.outcome, item.timings)
+            else:
+                _process_parsed(item.alert, item.notice, item.timings, strategies.strategy_for)
+            done += 1
+        except Exception:
+            log.exception("alert %s: processing failed", item.alert.pk)
     return done
 
 
-def _store_parsed(alert: Alert, notice: ParsedNotice) -> bool:
-    """Copy the parsed fields onto the row; False if its IVORN belongs to another row already."""
-    intake_ivorn = alert.ivorn
+_PARSED_FIELDS = ["ivorn", "role", "stream", "mission", "instrument", "notice_type", "packet_type", "trigger_id",
+                  "trigger_scope", "event_time", "ra_deg", "dec_deg", "error_deg", "position_usable", "params",
+                  "citations", "flags"]
+_FINISH_FIELDS = ["status", "status_reason", "decision", "timings", "processed_at", "event"]
+
+
+def _process_quiet(batch: list[_Quiet]) -> None:
+    """Group and finish quiet alerts in one transaction: one grouping lock, one candidate lookup for all of
+    them, new events in one INSERT, every alert row in one batched UPDATE. Same outcome as ``_process_parsed``
+    alert after alert (the pure grouping sees the events this batch creates or changes)."""
+    groupable = [item for item in batch if item.notice is not None and _is_about_an_event(item.notice)]
+    event_key_of: dict[int, object] = {}
+    group_reason_of: dict[int, str] = {}
+    with transaction.atomic():
+        event_ids: dict[object, int] = {}
+        if groupable:
+            _grouping_lock()
+            pool: dict[object, CandidateEvent] = {c.event_id: c for c in _candidate_events_many(
+                [item.notice for item in groupable])}
+            new_events: list[tuple[str, ParsedNotice]] = []
+            status_reason: dict[object, str] = {}
+            for item in groupable:
+                notice = item.notice
+                grouping = group_notice(notice, pool.values())
+                hidden = dataclasses.replace(notice, position_usable=False)  # ignored: never moves the position
+                if grouping.opens_new_event:
+                    key: object = f"new {len(new_events)}"
+                    new_events.append((key, notice))
+                    pool[key] = event_from_notice(hidden, key)
+                else:
+                    key = grouping.event_id
+                    pool[key] = event_with_notice(pool[key], hidden)
+                status_reason.setdefault(key, item.decision.reason[:500])
+                event_key_of[item.alert.pk] = key
+                group_reason_of[item.alert.pk] = grouping.reason
+                item.timings["grouped"] = time.time()
+            created = [AlertEvent(name=_event_name(notice), is_test=notice.is_test, status=AlertEvent.Status.IGNORED,
+                                  status_reason=status_reason[key], **_event_fields(pool[key]))
+                       for key, notice in new_events]
+            AlertEvent.objects.bulk_create(created)
+            event_ids = {key: event.pk for (key, _), event in zip(new_events, created, strict=True)}
+            new_keys = set(event_ids)
+            for key in status_reason:
+                if key in new_keys:
+                    continue
+                event_ids[key] = key
+                # Joined events: the grouping fields, and `ignored` if the event was still new (as _act does).
+                AlertEvent.objects.filter(pk=key).update(
+                    **_event_fields(pool[key]), updated=timezone.now(),
+                    status=Case(When(status=AlertEvent.Status.NEW, then=Value(AlertEvent.Status.IGNORED)),
+                                default=F("status")),
+                    status_reason=Case(When(status=AlertEvent.Status.NEW, then=Value(status_reason[key])),
+                                       default=F("status_reason")))
+        now = timezone.now()
+        for item in batch:
+            alert = item.alert
+            if item.notice is None:
+                outcome = item.outcome
+            else:
+                _apply_parsed(alert, item.notice)
+                reason = item.decision.reason
+                if alert.pk in event_key_of:
+                    alert.event_id = event_ids[event_key_of[alert.pk]]
+                    reason = f"{reason} [{group_reason_of[alert.pk]}]"
+                outcome = _Outcome(Alert.Status.IGNORED, reason, item.decision.kind)
+            item.timings["done"] = time.time()
+            alert.status, alert.status_reason, alert.decision = outcome.status, outcome.reason[:500], outcome.decision
+            alert.timings, alert.processed_at = item.timings, now
+        _bulk_save(Alert, [item.alert for item in batch], _PARSED_FIELDS + _FINISH_FIELDS)
+    ignored = sum(1 for item in batch if item.notice is not None)
+    log.info("%d alerts processed together: %d ignored (%s), %d rejected, %d new events", len(batch), ignored,
+             "; ".join(sorted({item.decision.reason for item in batch if item.decision is not None}))[:300],
+             len(batch) - ignored, sum(1 for key in set(event_key_of.values()) if isinstance(key, str)))
+
+
+def _event_fields(merged: CandidateEvent) -> dict:
+    fields = {"missions": sorted(merged.missions), "trigger_ids": merged.trigger_ids,
+              "burst_time": merged.burst_time_utc}
+    if merged.position is not None:
+        fields.update(ra_deg=merged.position.ra_deg, dec_deg=merged.position.dec_deg,
+                      error_deg=merged.position.error_deg)
+    return fields
+
+
+def _bulk_save(model, objects: list, field_names: list[str]) -> None:  # noqa: ANN001 - a model class
+    """``UPDATE ... WHERE pk = %s`` for every object with its own values, sent as one ``executemany``
+    (psycopg pipelines it: one round trip), values prepared by the fields as ``save()`` would."""
+    if not objects:
+        return
+    meta = model._meta
+    fields = [meta.get_field(name) for name in field_names]
+    quote = connection.ops.quote_name
+    sql = (f"UPDATE {quote(meta.db_table)} SET {', '.join(f'{quote(f.column)} = %s' for f in fields)} "
+           f"WHERE {quote(meta.pk.column)} = %s")
+    params = [[field.get_db_prep_save(getattr(obj, field.attname), connection) for field in fields] + [obj.pk]
+              for obj in objects]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
+
+
+def _apply_parsed(alert: Alert, notice: ParsedNotice) -> None:
     alert.ivorn = notice.ivorn
     alert.role = notice.role
     alert.stream = notice.stream[:200]
@@ -416,17 +572,20 @@ def _store_parsed(alert: Alert, notice: ParsedNotice) -> bool:
     alert.params = notice.params
     alert.citations = [{"ivorn": c.ivorn, "cite": c.cite} for c in notice.citations]
     alert.flags = sorted(notice.flags)
-    fields = ["ivorn", "role", "stream", "mission", "instrument", "notice_type", "packet_type", "trigger_id",
-              "trigger_scope", "event_time", "ra_deg", "dec_deg", "error_deg", "position_usable", "params",
-              "citations", "flags"]
+
+
+def _store_parsed(alert: Alert, notice: ParsedNotice) -> bool:
+    """Copy the parsed fields onto the row; False if its IVORN belongs to another row already."""
+    intake_ivorn = alert.ivorn
+    _apply_parsed(alert, notice)
     if notice.ivorn == intake_ivorn:
         # The usual case: the row already holds this IVORN, no unique conflict is possible (no savepoint:
         # this is on the latency path, every round trip counts).
-        alert.save(update_fields=fields)
+        alert.save(update_fields=_PARSED_FIELDS)
         return True
     try:
         with transaction.atomic():
-            alert.save(update_fields=fields)
+            alert.save(update_fields=_PARSED_FIELDS)
     except IntegrityError:
         # The cheap intake extraction missed the IVORN (odd formatting) and it is a repeat.
         alert.ivorn = None
@@ -452,7 +611,7 @@ def _finish(alert: Alert, outcome: _Outcome, timings: dict[str, float]) -> None:
     alert.decision = outcome.decision
     alert.timings = timings
     alert.processed_at = timezone.now()
-    alert.save(update_fields=["status", "status_reason", "decision", "timings", "processed_at", "event"])
+    alert.save(update_fields=_FINISH_FIELDS)
 
 
 # --- Grouping ---------------------------------------------------------------------------------
@@ -475,26 +634,41 @@ def _candidate(event: AlertEvent, ivorns: set[str]) -> CandidateEvent:
 
 
 def _candidate_events(notice: ParsedNotice) -> list[CandidateEvent]:
+    return _candidate_events_many([notice])
+
+
+def _candidate_events_many(notices: list[ParsedNotice]) -> list[CandidateEvent]:
+    """The stored events any of ``notices`` could join: those holding one of their triggers or a cited IVORN,
+    and those whose burst time coincides (one query per test/real and trigger scope, not per notice)."""
     ids: set[int] = set()
-    if notice.trigger_id and notice.trigger_scope:
-        ids.update(Alert.objects.filter(trigger_scope=notice.trigger_scope, trigger_id=notice.trigger_id,
-                                        event__isnull=False).values_list("event_id", flat=True))
-    cited = set(notice.cited_ivorns)
+    scoped = {(n.trigger_scope, n.trigger_id) for n in notices if n.trigger_id and n.trigger_scope}
+    if scoped:
+        rows = Alert.objects.filter(trigger_id__in={trig for _, trig in scoped},
+                                    trigger_scope__in={scope for scope, _ in scoped},
+                                    event__isnull=False).values_list("trigger_scope", "trigger_id", "event_id")
+        ids.update(event_id for scope, trig, event_id in rows if (scope, trig) in scoped)
+    cited = {ivorn for n in notices for ivorn in n.cited_ivorns}
     cited_by_event: dict[int, set[str]] = {}
     if cited:
         for event_id, ivorn in Alert.objects.filter(ivorn__in=cited, event__isnull=False).values_list("event_id",
                                                                                                       "ivorn"):
             cited_by_event.setdefault(event_id, set()).add(ivorn)
         ids.update(cited_by_event)
-    if notice.event_time_utc is not None and carries_t0(notice):
+    timed: dict[tuple[bool, str], list[datetime]] = {}
+    for n in notices:
+        if n.event_time_utc is not None and carries_t0(n):
+            timed.setdefault((n.is_test, n.trigger_scope or ""), []).append(n.event_time_utc)
+    for (is_test, scope), times in timed.items():
         coincident = AlertEvent.objects.filter(
-            burst_time__range=(notice.event_time_utc - COINCIDENCE_WINDOW, notice.event_time_utc + COINCIDENCE_WINDOW),
-            is_test=notice.is_test)
-        if notice.trigger_scope:
+            burst_time__range=(min(times) - COINCIDENCE_WINDOW, max(times) + COINCIDENCE_WINDOW), is_test=is_test)
+        if scope:
             # An event holding another trigger of this mission is never joined by coincidence: do not load it
             # (during a burst of packets this keeps the candidate list short).
-            coincident = coincident.exclude(trigger_ids__has_key=notice.trigger_scope)
-        ids.update(coincident.order_by("-burst_time").values_list("pk", flat=True)[:MAX_COINCIDENT_CANDIDATES])
+            coincident = coincident.exclude(trigger_ids__has_key=scope)
+        ids.update(coincident.order_by("-burst_time").values_list("pk", flat=True)[
+            :MAX_COINCIDENT_CANDIDATES * len(times)])
+    if not ids:
+        return []
     events = AlertEvent.objects.filter(pk__in=ids).order_by("pk")
     return [_candidate(event, cited_by_event.get(event.pk, set())) for event in events]
 

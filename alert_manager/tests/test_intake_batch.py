@@ -94,3 +94,42 @@ def test_a_chunk_is_processed_alert_by_alert(alert_observatory, messages) -> Non
     assert services.alert_process_many(alert_ids=ids) == 12
     assert services.alert_process_many(alert_ids=ids) == 0  # claimed already: a second delivery is harmless
     assert set(Alert.objects.filter(pk__in=ids).values_list("status", flat=True)) == {Alert.Status.IGNORED}
+
+
+def test_quiet_notices_of_one_chunk_join_the_events_the_chunk_creates(alert_observatory, messages) -> None:  # noqa: ANN001
+    """Test packets of one burst in one chunk: same trigger, then another mission coinciding in time,
+    end up in one test event that holds both missions and triggers (and no request)."""
+    from datetime import timedelta
+
+    from alert_manager.tests.packets import make_packet
+    from pyrosapp.models import AlertEvent
+
+    first = swift_packet("BAT_GRB_Pos", 306000, 1, NIGHT, 10.0, 20.0, 0.05, role="test")
+    again = swift_packet("XRT_Position", 306000, 2, NIGHT, 10.01, 20.0, 0.002, role="test")
+    svom = make_packet("ivo://org.svom/fsc#sb26011599_eclairs-wakeup", role="test", params={"Packet_Type": "202"},
+                       groups={"Svom_Identifiers": {"Burst_Id": "sb26011599"}}, time_utc=NIGHT + timedelta(seconds=4),
+                       ra_deg=10.02, dec_deg=20.01, error_deg=0.1)
+    other = swift_packet("BAT_GRB_Pos", 306001, 1, NIGHT + timedelta(hours=2), 200.0, -30.0, 0.05, role="test")
+    ids = services.alert_receive_many(packets=[(raw, time.time()) for raw in (first, again, svom, other)])
+    assert services.alert_process_many(alert_ids=ids) == 4
+    alerts = [Alert.objects.get(pk=pk) for pk in ids]
+    assert {a.status for a in alerts} == {Alert.Status.IGNORED}
+    assert alerts[0].event_id == alerts[1].event_id == alerts[2].event_id != alerts[3].event_id
+    event = AlertEvent.objects.get(pk=alerts[0].event_id)
+    assert event.is_test and event.request_id is None and event.status == AlertEvent.Status.IGNORED
+    assert sorted(event.missions) == ["SVOM", "Swift"] and len(event.trigger_ids) == 2
+    assert event.burst_time == NIGHT
+    assert "same" in alerts[1].status_reason and "coincides" in alerts[2].status_reason
+    assert AlertEvent.objects.count() == 2
+
+
+def test_a_failing_bulk_write_falls_back_to_one_by_one(alert_observatory, messages, monkeypatch) -> None:  # noqa: ANN001
+    ids = services.alert_receive_many(packets=[(raw, time.time()) for raw in _burst(5, 307000)])
+
+    def broken(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(services, "_bulk_save", broken)
+    assert services.alert_process_many(alert_ids=ids) == 5
+    assert set(Alert.objects.filter(pk__in=ids).values_list("status", flat=True)) == {Alert.Status.IGNORED}
+    assert Alert.objects.filter(pk__in=ids, event__isnull=False).count() == 5

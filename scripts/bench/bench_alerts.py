@@ -19,6 +19,7 @@ alerts worker, the INDI simulators.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import socket
@@ -39,6 +40,9 @@ sys.path.insert(0, str(REPO_ROOT))
 N_LATENCY = 100
 N_BURST = 1000
 SENDERS = 8
+# Marks the pipeline writes in Alert.timings (unix s), in order: where the latency goes.
+STEPS = ("received", "task_started", "parsed", "grouped", "visibility", "pointed", "request_built", "preempt_called",
+         "done")
 
 
 def cpu_s(pid: int) -> float:
@@ -48,6 +52,19 @@ def cpu_s(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pids_named(*names: str) -> list[int]:
+    """Processes whose command name is one of ``names`` (the local PostgreSQL and RabbitMQ servers)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() in names:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
 
 
 def pct(values: list[float], q: float) -> float:
@@ -219,6 +236,7 @@ def _scenario(db_url: str, broker: str, workdir: Path, procs: list[subprocess.Po
     slew_ms: list[float] = []
     comet_ms: list[float] = []
     worker_ms: list[float] = []
+    steps: dict[str, list[float]] = {}
     missed = 0
     for i in range(N_LATENCY):
         trig = 710000 + i
@@ -240,6 +258,9 @@ def _scenario(db_url: str, broker: str, workdir: Path, procs: list[subprocess.Po
         comet_ms.append((timings["received"] - sent) * 1e3)
         if "preempt_called" in timings:
             worker_ms.append((timings["preempt_called"] - timings["task_started"]) * 1e3)
+        marks = [("sent", sent)] + [(k, timings[k]) for k in STEPS if k in timings]
+        for (_, t_prev), (name, t_next) in itertools.pairwise(marks):
+            steps.setdefault(name, []).append((t_next - t_prev) * 1e3)
         time.sleep(0.05)
     watcher.close()
 
@@ -254,7 +275,9 @@ def _scenario(db_url: str, broker: str, workdir: Path, procs: list[subprocess.Po
 
     pids = {"Comet": procs[3].pid, "intake daemon": procs[2].pid, "alerts worker": procs[1].pid,
             "bench senders": os.getpid()}
+    servers = {"PostgreSQL": pids_named("postgres"), "RabbitMQ": pids_named("beam.smp")}
     cpu_before = {name: cpu_s(pid) for name, pid in pids.items()}
+    cpu_before.update({name: sum(map(cpu_s, found)) for name, found in servers.items()})
     t0 = time.time()
     with ThreadPoolExecutor(SENDERS) as pool:
         list(pool.map(send, range(N_BURST)))
@@ -262,6 +285,8 @@ def _scenario(db_url: str, broker: str, workdir: Path, procs: list[subprocess.Po
     _wait(lambda: processed(burst_ivorns) == N_BURST, 180, "burst processed", worker_log)
     total_s = time.time() - t0
     cpu_after = {name: cpu_s(pid) for name, pid in pids.items()}
+    cpu_after.update({name: sum(map(cpu_s, pids_named("postgres" if name == "PostgreSQL" else "beam.smp")))
+                      for name in servers})
     stored = Alert.objects.filter(ivorn__in=burst_ivorns).count()
     last_stored = max(t["received"] for t in Alert.objects.filter(ivorn__in=burst_ivorns)
                       .values_list("timings", flat=True))
@@ -281,6 +306,8 @@ def _scenario(db_url: str, broker: str, workdir: Path, procs: list[subprocess.Po
     if worker_ms:
         print(f"  worker share (task start -> pre-emption call): p50 {statistics.median(worker_ms):.1f} ms, "
               f"p99 {pct(worker_ms, 99):.1f} ms")
+    print("  steps (p50 ms, each from the previous one): " + ", ".join(
+        f"{name} {statistics.median(steps[name]):.1f}" for name in STEPS if name in steps))
     print(f"  TAROT starts observing 1-1.5 s after the notice: PyROS's slew command leaves {1000 / p50:.0f}x sooner")
     ok &= missed == 0
     print(f"\n2. Burst of {N_BURST} packets from {SENDERS} senders: {sum(acks)} acked by Comet, {stored} stored, "
