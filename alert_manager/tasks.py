@@ -66,4 +66,8 @@ def _warm_up() -> None:
         log.warning("alert warm-up: no INDI connection yet (%s)", exc)
     finally:
         close_old_connections()
+    from common import gc_pauses
+
+    gc_pauses.freeze()  # what start-up and the warm-up allocated stays: no full collection walks it again
+    gc_pauses.watch()
     log.info("alert worker warmed up in %.0f ms", (time.perf_counter() - started) * 1000.0)

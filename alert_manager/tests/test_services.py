@@ -344,3 +344,29 @@ def test_gbm_and_swift_of_one_burst_join_one_event_with_the_best_position(alert_
     assert event.trigger_ids == {"Fermi-GBM": "790000001", "Swift": "200007"}
     assert event.error_deg == pytest.approx(0.05) and event.request is not None
     assert [c[0] for c in telescope_calls] == ["preempt"]
+
+
+def test_processing_commits_do_not_wait_for_the_disk_but_intake_commits_do(postgres_required, transactional_db,  # noqa: ANN001
+                                                                            queued, monkeypatch) -> None:
+    """PostgreSQL: processing runs with synchronous_commit off (its commits waited 3-8 ms each for the WAL
+    flush); the setting is restored afterwards, so intake (which deletes spool files after its commit) and
+    everything else on the connection keep durable commits."""
+    from django.db import connection
+
+    def setting() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            return cursor.fetchone()[0]
+
+    seen: list[str] = []
+    real = services._process_rows
+    monkeypatch.setattr(services, "_process_rows", lambda *a, **kw: (seen.append(setting()), real(*a, **kw))[1])
+    first = services.alert_receive(raw=swift_packet("BAT_GRB_Pos", 308000, 1, NIGHT, 10.0, 20.0, 0.05, role="test"))
+    assert setting() == "on"
+    services.alert_process(alert_id=first)
+    assert setting() == "on"
+    ids = services.alert_receive_many(packets=[
+        (swift_packet("BAT_GRB_Pos", 308001 + i, 1, NIGHT, 10.0, 20.0, 0.05, role="test"), 0.0) for i in range(3)])
+    services.alert_process_many(alert_ids=ids)
+    assert seen == ["off", "off"] and setting() == "on"
+    assert set(Alert.objects.values_list("status", flat=True)) == {Alert.Status.IGNORED}

@@ -6,7 +6,7 @@ Run: ``.venv/bin/python scripts/bench/bench_alerts.py`` (about 1-2 minutes; loop
 created and dropped) and RabbitMQ (``CELERY_BROKER_URL``, default amqp://guest:guest@127.0.0.1:5672//; a
 throw-away vhost is used when ``rabbitmqctl`` is available, else a private queue on the default vhost).
 
-Processes: Comet with the PyROS plugin in spool mode, the intake daemon (``alert_manager.intake_daemon``), the
+``BENCH_LOGS=<folder>`` keeps the processes' logs there. Processes: Comet with the PyROS plugin in spool mode, the intake daemon (``alert_manager.intake_daemon``), the
 alerts worker, the INDI simulators.
 
 1. Latency, 100 Swift BAT notices: from just before the VTP send to Comet, to the moment the INDI mount
@@ -41,7 +41,7 @@ N_LATENCY = 100
 N_BURST = 1000
 SENDERS = 8
 # Marks the pipeline writes in Alert.timings (unix s), in order: where the latency goes.
-STEPS = ("received", "task_started", "parsed", "grouped", "visibility", "pointed", "request_built", "preempt_called",
+STEPS = ("received", "task_started", "loaded", "parsed", "grouped", "visibility", "pointed", "request_built", "preempt_called",
          "done")
 
 
@@ -145,6 +145,11 @@ def main() -> int:  # noqa: PLR0915 - one linear scenario
             pass
         admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
         admin.close()
+        if os.environ.get("BENCH_LOGS"):  # keep the processes' logs for a look after the run
+            keep = Path(os.environ["BENCH_LOGS"])
+            keep.mkdir(parents=True, exist_ok=True)
+            for log_file in workdir.glob("*.log"):
+                shutil.copy(log_file, keep / log_file.name)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -237,6 +242,7 @@ def _scenario(db_url: str, broker: str, workdir: Path, procs: list[subprocess.Po
     comet_ms: list[float] = []
     worker_ms: list[float] = []
     steps: dict[str, list[float]] = {}
+    per_alert: list[tuple[float, dict, float]] = []
     missed = 0
     for i in range(N_LATENCY):
         trig = 710000 + i
@@ -258,6 +264,7 @@ def _scenario(db_url: str, broker: str, workdir: Path, procs: list[subprocess.Po
         comet_ms.append((timings["received"] - sent) * 1e3)
         if "preempt_called" in timings:
             worker_ms.append((timings["preempt_called"] - timings["task_started"]) * 1e3)
+        per_alert.append((slew_ms[-1], timings, sent))
         marks = [("sent", sent)] + [(k, timings[k]) for k in STEPS if k in timings]
         for (_, t_prev), (name, t_next) in itertools.pairwise(marks):
             steps.setdefault(name, []).append((t_next - t_prev) * 1e3)
@@ -308,6 +315,10 @@ def _scenario(db_url: str, broker: str, workdir: Path, procs: list[subprocess.Po
               f"p99 {pct(worker_ms, 99):.1f} ms")
     print("  steps (p50 ms, each from the previous one): " + ", ".join(
         f"{name} {statistics.median(steps[name]):.1f}" for name in STEPS if name in steps))
+    for total, timings, sent in sorted(per_alert, key=lambda item: item[0])[-3:]:
+        marks = [("sent", sent)] + [(k, timings[k]) for k in STEPS if k in timings]
+        print(f"  slowest: {total:.1f} ms: " + ", ".join(f"{name} {(b - a) * 1e3:.1f}"
+                                                         for (_, a), (name, b) in itertools.pairwise(marks)))
     print(f"  TAROT starts observing 1-1.5 s after the notice: PyROS's slew command leaves {1000 / p50:.0f}x sooner")
     ok &= missed == 0
     print(f"\n2. Burst of {N_BURST} packets from {SENDERS} senders: {sum(acks)} acked by Comet, {stored} stored, "
@@ -320,6 +331,11 @@ def _scenario(db_url: str, broker: str, workdir: Path, procs: list[subprocess.Po
     print(f"  CPU used during the burst ({os.cpu_count()} CPUs): " + ", ".join(
         f"{name} {(cpu_after[name] - cpu_before[name]) * 1e3 / N_BURST:.2f} ms/packet" for name in cpu_before))
     ok &= lost == 0 and rate >= 200
+    pauses = {name: [line.partition("paused this process for ")[2].partition(" (")[0]
+                     for line in path.read_text(errors="replace").splitlines() if "garbage collection of gen" in line]
+              for name, path in (("alerts worker", worker_log), ("intake daemon", intake_log))}
+    print("  garbage-collector pauses >= 50 ms during the run: " + ", ".join(
+        f"{name} {len(found)} {found[:5] if found else ''}" for name, found in pauses.items()))
     print(f"\noverall: {'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1
 
