@@ -242,7 +242,7 @@ LOGGING = {
     "loggers": {
         "pyros": {"handlers": ["console", "database"], "level": PYROS_LOG_LEVEL, "propagate": False},
         "django": {"handlers": ["console"], "level": "WARNING"},
-        "celery": {"handlers": ["console"], "level": "INFO"},
+        "celery": {"handlers": ["console"], "level": "INFO", "propagate": False},  # not twice (root)
     },
 }
 

@@ -20,7 +20,7 @@ def test_erfa_matches_astropys_tete_frame_both_ways() -> None:
     rng = random.Random(7)
     start = datetime(2020, 1, 1, tzinfo=UTC)
     for _ in range(40):
-        when = start + timedelta(seconds=rng.uniform(0, 12 * 365.25 * 86400))
+        when = start + timedelta(seconds=rng.uniform(0, 5 * 365.25 * 86400))  # within the bundled IERS tables
         ra, dec = rng.uniform(0, 360), rng.uniform(-89.5, 89.5)
         ra_h, dec_app = j2000_to_apparent(ra, dec, when)
         ref_h, ref_dec = j2000_to_apparent_astropy(ra, dec, when)
