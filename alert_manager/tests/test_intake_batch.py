@@ -133,3 +133,19 @@ def test_a_failing_bulk_write_falls_back_to_one_by_one(alert_observatory, messag
     assert services.alert_process_many(alert_ids=ids) == 5
     assert set(Alert.objects.filter(pk__in=ids).values_list("status", flat=True)) == {Alert.Status.IGNORED}
     assert Alert.objects.filter(pk__in=ids, event__isnull=False).count() == 5
+
+
+def test_a_parser_crash_rejects_that_alert_and_the_chunk_goes_on(alert_observatory, messages, monkeypatch) -> None:  # noqa: ANN001
+    ids = services.alert_receive_many(packets=[(raw, time.time()) for raw in _burst(3, 309000)])
+    real = services.parse_voevent
+
+    def parse(raw: bytes):  # noqa: ANN202
+        if b"309001" in raw:
+            raise RuntimeError("unexpected parser failure")
+        return real(raw)
+
+    monkeypatch.setattr(services, "parse_voevent", parse)
+    assert services.alert_process_many(alert_ids=ids) == 3
+    statuses = dict(Alert.objects.filter(pk__in=ids).values_list("pk", "status"))
+    assert statuses == {ids[0]: Alert.Status.IGNORED, ids[1]: Alert.Status.REJECTED, ids[2]: Alert.Status.IGNORED}
+    assert "parser error" in Alert.objects.get(pk=ids[1]).status_reason
