@@ -396,20 +396,29 @@ def _alert_process_many(alert_ids: list[int]) -> int:
 
 @dataclasses.dataclass
 class _Quiet:
-    """A claimed alert that asks for nothing: rejected, not about a burst, or ignored by triage (test packet,
-    not a GRB, catalogue source...). Such alerts are grouped and written in bulk (``_process_quiet``)."""
+    """A claimed alert that probably asks for nothing from the telescope: rejected, not about a burst, ignored by
+    triage (test packet, not a GRB, catalogue source...), or not pointable by itself (no position, or an error
+    circle larger than its strategy allows, or a strategy that does not trigger). Such alerts are grouped and
+    written in bulk (``_process_quiet``); one whose event turns out pointable goes the per-alert way."""
 
     alert: Alert
     notice: ParsedNotice | None  # None: rejected
-    decision: TriageDecision | None
     outcome: _Outcome | None  # set for rejected ones
     timings: dict[str, float]
 
 
 def _process_rows(alerts: list[Alert], started: float, strategy_for, *, loaded: float) -> int:  # noqa: ANN001
-    """Process claimed rows in order. Consecutive quiet alerts (a burst of test packets, a storm of
-    non-GRB notices) are handled together in one transaction (``_process_quiet``, a handful of queries
-    for the lot); any other alert goes through ``_process_parsed`` alone, after the quiet ones before it."""
+    """Process claimed rows in order. Consecutive quiet alerts (a burst of test packets, a storm of notices
+    that do not point the telescope) are handled together in one transaction (``_process_quiet``, a handful
+    of queries for the lot); any other alert goes through ``_process_parsed`` alone, in its turn."""
+    cache: dict[tuple[str, str], Strategy | None] = {}
+
+    def cached_strategy_for(*, mission: str, notice_type: str) -> Strategy | None:
+        key = (mission, notice_type)
+        if key not in cache:
+            cache[key] = strategy_for(mission=mission, notice_type=notice_type)
+        return cache[key]
+
     quiet: list[_Quiet] = []
     done = 0
     for alert in alerts:
@@ -418,27 +427,40 @@ def _process_rows(alerts: list[Alert], started: float, strategy_for, *, loaded: 
             notice = parse_voevent(bytes(alert.raw_xml))
         except VOEventRejected as exc:
             log.warning("alert %s rejected: %s", alert.pk, exc.reason)
-            quiet.append(_Quiet(alert, None, None, _Outcome(Alert.Status.REJECTED, exc.reason), timings))
+            quiet.append(_Quiet(alert, None, _Outcome(Alert.Status.REJECTED, exc.reason), timings))
             continue
         except Exception as exc:  # a parser bug must not leave the row `processing` (and retried forever)
             log.exception("alert %s: parsing failed", alert.pk)
-            quiet.append(_Quiet(alert, None, None, _Outcome(Alert.Status.REJECTED, f"parser error: {exc!r}"[:500]),
+            quiet.append(_Quiet(alert, None, _Outcome(Alert.Status.REJECTED, f"parser error: {exc!r}"[:500]),
                                 timings))
             continue
         timings["parsed"] = time.time()
-        # Whether triage ignores it does not depend on the strategy (role, flags), nor on the grouping.
-        decision = triage(notice, max_error_deg=strategies.DEFAULT_MAX_ERROR_DEG)
-        if notice.ivorn == alert.ivorn and (
-                not _is_about_an_event(notice) or (decision.kind == "ignored" and not notice.is_retraction)):
-            quiet.append(_Quiet(alert, notice, decision, None, timings))
+        if _may_be_quiet(alert, notice, cached_strategy_for):
+            quiet.append(_Quiet(alert, notice, None, timings))
             continue
-        done += _flush_quiet(quiet)
+        done += _flush_quiet(quiet, cached_strategy_for)
         try:
-            _process_parsed(alert, notice, timings, strategy_for)
+            _process_parsed(alert, notice, timings, cached_strategy_for)
             done += 1
         except Exception:
             log.exception("alert %s: processing failed", alert.pk)
-    return done + _flush_quiet(quiet)
+    return done + _flush_quiet(quiet, cached_strategy_for)
+
+
+def _may_be_quiet(alert: Alert, notice: ParsedNotice, strategy_for) -> bool:  # noqa: ANN001
+    """Whether the bulk path may take this alert: everything but retractions, odd IVORNs (a repeat the intake
+    did not see) and notices that could point the telescope by themselves (those take the latency path)."""
+    if notice.ivorn != alert.ivorn or notice.is_retraction:
+        return False
+    if not _is_about_an_event(notice):
+        return True
+    # Whether triage ignores it does not depend on the strategy (role, flags), nor on the grouping.
+    if triage(notice, max_error_deg=strategies.DEFAULT_MAX_ERROR_DEG).kind == "ignored":
+        return True
+    strategy = strategy_for(mission=notice.mission, notice_type=notice.notice_type)
+    if strategy is None or not strategy.triggers:
+        return True
+    return not (notice.position_usable and notice.error_deg is not None and notice.error_deg <= strategy.max_error_deg)
 
 
 def _process_parsed(alert: Alert, notice: ParsedNotice, timings: dict[str, float], strategy_for) -> None:  # noqa: ANN001
@@ -469,26 +491,36 @@ def _process_parsed(alert: Alert, notice: ParsedNotice, timings: dict[str, float
     log.info("alert %s %s -> event %s (%s): %s", alert_id, notice.ivorn, event.pk, event.status, outcome.reason)
 
 
-def _flush_quiet(quiet: list[_Quiet]) -> int:
-    """Process and empty ``quiet``; returns how many were processed. If the bulk transaction fails, each
-    alert is tried alone (one bad row must not hold back the others)."""
-    if not quiet:
-        return 0
+def _flush_quiet(quiet: list[_Quiet], strategy_for) -> int:  # noqa: ANN001
+    """Process and empty ``quiet``; returns how many were processed. An alert whose event turns out pointable
+    stops the bulk: it goes through ``_process_parsed``, the bulk resumes after it. If a bulk transaction
+    fails, the remaining alerts are tried one by one (one bad row must not hold back the others)."""
     batch = list(quiet)
     quiet.clear()
-    try:
-        _process_quiet(batch)
-        return len(batch)
-    except Exception:
-        log.exception("bulk processing of %d alerts failed: processing them one by one", len(batch))
     done = 0
-    for item in batch:
+    while batch:
+        try:
+            taken = _process_quiet(batch, strategy_for)
+        except Exception:
+            log.exception("bulk processing of %d alerts failed: processing them one by one", len(batch))
+            break
+        done += taken
+        if taken < len(batch):
+            item = batch[taken]
+            try:
+                _process_parsed(item.alert, item.notice, item.timings, strategy_for)
+                done += 1
+            except Exception:
+                log.exception("alert %s: processing failed", item.alert.pk)
+            taken += 1
+        batch = batch[taken:]
+    for item in batch:  # only after a failed bulk transaction
         try:
             item.alert.event = None
             if item.notice is None:
                 _finish(item.alert, item.outcome, item.timings)
             else:
-                _process_parsed(item.alert, item.notice, item.timings, strategies.strategy_for)
+                _process_parsed(item.alert, item.notice, item.timings, strategy_for)
             done += 1
         except Exception:
             log.exception("alert %s: processing failed", item.alert.pk)
@@ -501,73 +533,132 @@ _PARSED_FIELDS = ["ivorn", "role", "stream", "mission", "instrument", "notice_ty
 _FINISH_FIELDS = ["status", "status_reason", "decision", "timings", "processed_at", "event"]
 
 
-def _process_quiet(batch: list[_Quiet]) -> None:
-    """Group and finish quiet alerts in one transaction: one grouping lock, one candidate lookup for all of
-    them, new events in one INSERT, every alert row in one batched UPDATE. Same outcome as ``_process_parsed``
-    alert after alert (the pure grouping sees the events this batch creates or changes)."""
-    groupable = [item for item in batch if item.notice is not None and _is_about_an_event(item.notice)]
+@dataclasses.dataclass
+class _EventState:
+    """An event's status as a bulk sees it (its decisions change it in order before anything is written)."""
+
+    status: str
+    reason: str
+    loaded_status: str | None = None  # as read from the database; None: created by this batch
+
+
+def _quiet_outcome(notice: ParsedNotice, created: bool, merged: CandidateEvent, state: _EventState,
+                   strategy: Strategy | None) -> tuple[_Outcome, tuple[str, str, tuple[str, ...]] | None] | None:
+    """What ``_act`` decides for a notice that asks nothing of the telescope, and the event status change
+    (status, reason, only from these statuses); None if the notice is not quiet after all (its event has a
+    position the strategy can point at: the per-alert path starts or updates the follow-up)."""
+    max_error_deg = strategy.max_error_deg if strategy else strategies.DEFAULT_MAX_ERROR_DEG
+    decision = triage(notice, max_error_deg=max_error_deg, joins_existing_event=not created)
+    if decision.kind == "ignored":
+        return _Outcome(Alert.Status.IGNORED, decision.reason, decision.kind), (
+            AlertEvent.Status.IGNORED, decision.reason, (AlertEvent.Status.NEW,))
+    if state.status == AlertEvent.Status.RETRACTED:
+        return _Outcome(Alert.Status.PROCESSED, "the event was retracted: nothing done", decision.kind), None
+    if strategy is None or not strategy.triggers:
+        why = (f"strategy {strategy.name!r} does not trigger on {notice.mission} {notice.notice_type}" if strategy
+               else f"no active strategy for {notice.mission} {notice.notice_type}")
+        return _Outcome(Alert.Status.PROCESSED, why, decision.kind), (
+            AlertEvent.Status.NOT_ACTIONABLE, why, _EVENT_OPEN_STATES)
+    position = merged.position
+    if position is None or position.error_deg > strategy.max_error_deg:
+        why = decision.reason if not decision.actionable else "the event has no position within the strategy's error"
+        return _Outcome(Alert.Status.PROCESSED, why, decision.kind), (
+            AlertEvent.Status.NOT_ACTIONABLE, why, _EVENT_OPEN_STATES)
+    return None
+
+
+def _process_quiet(batch: list[_Quiet], strategy_for) -> int:  # noqa: ANN001
+    """Group and finish a prefix of ``batch`` in one transaction: one grouping lock, one candidate lookup for
+    all of them, new events in one INSERT, every alert row in one batched UPDATE. Same outcome as
+    ``_process_parsed`` alert after alert (the pure grouping and decisions see the events this batch creates
+    or changes). Stops before the first alert whose event turns out pointable; returns how many it took."""
+    groupable = [item.notice for item in batch if item.notice is not None and _is_about_an_event(item.notice)]
+    taken: list[_Quiet] = []
+    outcomes: dict[int, _Outcome] = {}
     event_key_of: dict[int, object] = {}
-    group_reason_of: dict[int, str] = {}
+    event_ids: dict[object, int] = {}
+    rows: dict[int, AlertEvent] = {}
+    pool: dict[object, CandidateEvent] = {}
+    states: dict[object, _EventState] = {}
+    new_events: list[tuple[str, ParsedNotice]] = []
+    touched: list[object] = []
     with transaction.atomic():
-        event_ids: dict[object, int] = {}
         if groupable:
             _grouping_lock()
-            pool: dict[object, CandidateEvent] = {c.event_id: c for c in _candidate_events_many(
-                [item.notice for item in groupable])}
-            new_events: list[tuple[str, ParsedNotice]] = []
-            status_reason: dict[object, str] = {}
-            for item in groupable:
-                notice = item.notice
-                grouping = group_notice(notice, pool.values())
-                hidden = dataclasses.replace(notice, position_usable=False)  # ignored: never moves the position
-                if grouping.opens_new_event:
-                    key: object = f"new {len(new_events)}"
-                    new_events.append((key, notice))
-                    pool[key] = event_from_notice(hidden, key)
-                else:
-                    key = grouping.event_id
-                    pool[key] = event_with_notice(pool[key], hidden)
-                status_reason.setdefault(key, item.decision.reason[:500])
-                event_key_of[item.alert.pk] = key
-                group_reason_of[item.alert.pk] = grouping.reason
-                item.timings["grouped"] = time.time()
-            created = [AlertEvent(name=_event_name(notice), is_test=notice.is_test, status=AlertEvent.Status.IGNORED,
-                                  status_reason=status_reason[key], **_event_fields(pool[key]))
-                       for key, notice in new_events]
-            AlertEvent.objects.bulk_create(created)
-            event_ids = {key: event.pk for (key, _), event in zip(new_events, created, strict=True)}
-            new_keys = set(event_ids)
-            for key in status_reason:
-                if key in new_keys:
-                    continue
-                event_ids[key] = key
-                # Joined events: the grouping fields, and `ignored` if the event was still new (as _act does).
-                AlertEvent.objects.filter(pk=key).update(
-                    **_event_fields(pool[key]), updated=timezone.now(),
-                    status=Case(When(status=AlertEvent.Status.NEW, then=Value(AlertEvent.Status.IGNORED)),
-                                default=F("status")),
-                    status_reason=Case(When(status=AlertEvent.Status.NEW, then=Value(status_reason[key])),
-                                       default=F("status_reason")))
-        now = timezone.now()
+            pool = {c.event_id: c for c in _candidate_events_many(groupable, rows)}
+            states = {pk: _EventState(row.status, row.status_reason, row.status) for pk, row in rows.items()}
         for item in batch:
-            alert = item.alert
-            if item.notice is None:
-                outcome = item.outcome
+            notice = item.notice
+            if notice is None:
+                outcomes[item.alert.pk] = item.outcome
+            elif not _is_about_an_event(notice):
+                decision = triage(notice, max_error_deg=strategies.DEFAULT_MAX_ERROR_DEG)
+                outcomes[item.alert.pk] = _Outcome(Alert.Status.IGNORED, decision.reason, decision.kind)
             else:
+                grouping = group_notice(notice, pool.values())
+                ignored = triage(notice, max_error_deg=strategies.DEFAULT_MAX_ERROR_DEG).kind == "ignored"
+                # An ignored notice (catalogue source, star tracker out of lock...) never moves the position.
+                for_position = dataclasses.replace(notice, position_usable=False) if ignored else notice
+                created = grouping.opens_new_event
+                key: object = f"new {len(new_events)}" if created else grouping.event_id
+                merged = event_from_notice(for_position, key) if created else event_with_notice(pool[key],
+                                                                                               for_position)
+                state = _EventState(AlertEvent.Status.NEW, "") if created else states[key]
+                strategy = strategy_for(mission=notice.mission, notice_type=notice.notice_type)
+                decided = _quiet_outcome(notice, created, merged, state, strategy)
+                if decided is None:
+                    break  # its event can be pointed at: the per-alert path, after this bulk is written
+                outcome, change = decided
+                if created:
+                    new_events.append((key, notice))
+                    states[key] = state
+                if key not in touched:
+                    touched.append(key)
+                pool[key] = merged
+                if change is not None and state.status in change[2]:
+                    state.status, state.reason = change[0], change[1][:500]
+                outcome.reason = f"{outcome.reason} [{grouping.reason}]"
+                outcomes[item.alert.pk] = outcome
+                event_key_of[item.alert.pk] = key
+                item.timings["grouped"] = time.time()
+            taken.append(item)
+        if new_events:
+            created_rows = [AlertEvent(name=_event_name(notice), is_test=notice.is_test, status=states[key].status,
+                                       status_reason=states[key].reason, **_event_fields(pool[key]))
+                            for key, notice in new_events]
+            AlertEvent.objects.bulk_create(created_rows)
+            event_ids = {key: row.pk for (key, _), row in zip(new_events, created_rows, strict=True)}
+        for key in touched:
+            if key in event_ids:
+                continue
+            event_ids[key] = key
+            state = states[key]
+            changes = {**_event_fields(pool[key]), "updated": timezone.now()}
+            if (state.status, state.reason) != (state.loaded_status, rows[key].status_reason):
+                # Only if nobody changed it meanwhile (another worker may be starting its follow-up).
+                changes["status"] = Case(When(status=state.loaded_status, then=Value(state.status)),
+                                         default=F("status"))
+                changes["status_reason"] = Case(When(status=state.loaded_status, then=Value(state.reason)),
+                                                default=F("status_reason"))
+            AlertEvent.objects.filter(pk=key).update(**changes)
+        now = timezone.now()
+        for item in taken:
+            alert, outcome = item.alert, outcomes[item.alert.pk]
+            if item.notice is not None:
                 _apply_parsed(alert, item.notice)
-                reason = item.decision.reason
-                if alert.pk in event_key_of:
-                    alert.event_id = event_ids[event_key_of[alert.pk]]
-                    reason = f"{reason} [{group_reason_of[alert.pk]}]"
-                outcome = _Outcome(Alert.Status.IGNORED, reason, item.decision.kind)
+            if alert.pk in event_key_of:
+                alert.event_id = event_ids[event_key_of[alert.pk]]
             item.timings["done"] = time.time()
             alert.status, alert.status_reason, alert.decision = outcome.status, outcome.reason[:500], outcome.decision
             alert.timings, alert.processed_at = item.timings, now
-        _bulk_save(Alert, [item.alert for item in batch], _PARSED_FIELDS + _FINISH_FIELDS)
-    ignored = sum(1 for item in batch if item.notice is not None)
-    log.info("%d alerts processed together: %d ignored (%s), %d rejected, %d new events", len(batch), ignored,
-             "; ".join(sorted({item.decision.reason for item in batch if item.decision is not None}))[:300],
-             len(batch) - ignored, sum(1 for key in set(event_key_of.values()) if isinstance(key, str)))
+        _bulk_save(Alert, [item.alert for item in taken], _PARSED_FIELDS + _FINISH_FIELDS)
+    if taken:
+        counts: dict[str, int] = {}
+        for outcome in outcomes.values():
+            counts[outcome.status] = counts.get(outcome.status, 0) + 1
+        log.info("%d alerts processed together: %s; %d new events", len(taken),
+                 ", ".join(f"{n} {status}" for status, n in sorted(counts.items())), len(new_events))
+    return len(taken)
 
 
 def _event_fields(merged: CandidateEvent) -> dict:
@@ -677,7 +768,8 @@ def _candidate_events(notice: ParsedNotice) -> list[CandidateEvent]:
     return _candidate_events_many([notice])
 
 
-def _candidate_events_many(notices: list[ParsedNotice]) -> list[CandidateEvent]:
+def _candidate_events_many(notices: list[ParsedNotice], loaded: dict[int, AlertEvent] | None = None,
+                           ) -> list[CandidateEvent]:
     """The stored events any of ``notices`` could join: those holding one of their triggers or a cited IVORN,
     and those whose burst time coincides (one query per test/real and trigger scope, not per notice)."""
     ids: set[int] = set()
@@ -709,7 +801,9 @@ def _candidate_events_many(notices: list[ParsedNotice]) -> list[CandidateEvent]:
             :MAX_COINCIDENT_CANDIDATES * len(times)])
     if not ids:
         return []
-    events = AlertEvent.objects.filter(pk__in=ids).order_by("pk")
+    events = list(AlertEvent.objects.filter(pk__in=ids).order_by("pk"))
+    if loaded is not None:  # (``loaded``: filled with the events themselves)
+        loaded.update((event.pk, event) for event in events)
     return [_candidate(event, cited_by_event.get(event.pk, set())) for event in events]
 
 

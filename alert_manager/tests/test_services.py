@@ -370,3 +370,23 @@ def test_processing_commits_do_not_wait_for_the_disk_but_intake_commits_do(postg
     services.alert_process_many(alert_ids=ids)
     assert seen == ["off", "off"] and setting() == "on"
     assert set(Alert.objects.values_list("status", flat=True)) == {Alert.Status.IGNORED}
+
+
+def test_a_coarse_notice_of_a_burst_being_observed_is_an_update_not_a_dead_end(
+        alert_observatory, queued, telescope_calls) -> None:  # noqa: ANN001
+    """A notice that could not point by itself (2 deg circle) joins an event whose best position can: the event's
+    position decides (a follow-up update), in a chunk as alone; it is not filed as "not actionable"."""
+    site = alert_observatory.site
+    ra, dec = zenith_ra_dec(site.latitude_deg, site.longitude_deg, NIGHT)
+    with time_machine.travel(NIGHT + timedelta(seconds=20), tick=False):
+        bat = ingest(swift_packet("BAT_GRB_Pos", 200101, 1, NIGHT, ra, dec, 0.05))
+    with time_machine.travel(NIGHT + timedelta(seconds=40), tick=False):
+        ids = services.alert_receive_many(packets=[
+            (swift_packet("BAT_GRB_Pos", 200101, 2, NIGHT, ra + 0.5, dec, 2.0), 0.0),
+            (swift_packet("BAT_GRB_Pos", 200102, 1, NIGHT, ra + 40.0, dec, 2.0), 0.0)])
+        assert services.alert_process_many(alert_ids=ids) == 2
+    coarse, other = (Alert.objects.get(pk=pk) for pk in ids)
+    event = AlertEvent.objects.get(pk=bat.event_id)
+    assert coarse.event_id == event.pk and event.status == AlertEvent.Status.OBSERVING
+    assert "no re-point" in coarse.status_reason and event.error_deg == pytest.approx(0.05)
+    assert other.event.status == AlertEvent.Status.NOT_ACTIONABLE and "error radius 2 deg" in other.status_reason
