@@ -12,7 +12,15 @@ def log_purge() -> int:
 
 @shared_task(name="pyros.common.ping")
 def ping(*, value: int) -> dict:
-    """Round-trip check used by tests and `make run`'s health check: proves broker + worker work."""
+    """Round-trip check used by tests and `make run`'s health check: proves broker + worker work, and says
+    which database session served it (PostgreSQL's backend pid: the same one task after task)."""
     import os
 
-    return {"value": value, "pid": os.getpid()}
+    from django.db import connection
+
+    session = None
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            session = cursor.fetchone()[0]
+    return {"value": value, "pid": os.getpid(), "db_session": session}

@@ -6,6 +6,7 @@ import os
 from datetime import timedelta
 
 from celery import Celery
+from celery.signals import task_postrun, task_prerun
 from kombu import Queue
 from kombu.transport import TRANSPORT_ALIASES
 
@@ -59,6 +60,20 @@ app.conf.update(
     worker_hijack_root_logger=False,
     broker_connection_retry_on_startup=True,
 )
+
+@task_prerun.connect
+@task_postrun.connect
+def _database_connections_around_a_task(sender=None, **kwargs) -> None:  # noqa: ANN001, ANN003
+    """What Django does around a request: drop this thread's connection if it is broken or past CONN_MAX_AGE,
+    keep it otherwise (settings.CELERY_DB_REUSE_MAX stops Celery from closing it after every task)."""
+    request = getattr(sender, "request", None)
+    if getattr(request, "is_eager", False):
+        return
+    from django.db import close_old_connections, connections
+
+    if not any(conn.in_atomic_block for conn in connections.all(initialized_only=True)):
+        close_old_connections()
+
 
 # The beat schedule, in one place. Entries are added by the issues that build each task.
 def _beat_schedule() -> dict:
