@@ -103,7 +103,16 @@ def test_weather_can_be_made_unsafe_and_frozen(sim):
     assert obs.weather.refresh(timeout_s=5).station_safe is True
     control.freeze_weather(host, port, frozen=True)
     try:
+        # An update the station sent just before the freeze may still be on its way to this client (the
+        # freeze is acknowledged on another connection): wait until the readings stop changing.
         before = obs.weather.readings().time_utc
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            latest = obs.weather.readings().time_utc
+            if latest == before:
+                break
+            before = latest
         with pytest.raises(DeviceTimeout):
             obs.weather.refresh(timeout_s=1.0)
         assert obs.weather.readings().time_utc == before  # stale readings keep their old time

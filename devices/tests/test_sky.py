@@ -185,9 +185,12 @@ def test_two_exposures_of_a_field_match():
     # the same stars have the same brightness (aperture photometry of the unsaturated bright ones)
     bright = oa[(oa["flux"] > 10000) & (oa["peak"] < 40000)]
     assert len(bright) >= 5
-    flux_a, _, _ = sep.sum_circle(ia, bright["x"], bright["y"], 8.0)
-    flux_b, _, _ = sep.sum_circle(ib, bright["x"], bright["y"], 8.0)
-    assert np.allclose(flux_a, flux_b, rtol=0.05)
+    flux_a, err_a, _ = sep.sum_circle(ia, bright["x"], bright["y"], 8.0, err=bka.globalrms, gain=1.0)
+    flux_b, err_b, _ = sep.sum_circle(ib, bright["x"], bright["y"], 8.0, err=bkb.globalrms, gain=1.0)
+    # Within their noise (5 sigma; a fixed 5 % failed one run in five for the faintest of them, whose
+    # background noise alone is ~4 %), and the same on average to 1 %.
+    assert np.all(np.abs(flux_a - flux_b) <= 5.0 * np.hypot(err_a, err_b)), (flux_a, flux_b, err_a)
+    assert np.median(flux_b / flux_a) == pytest.approx(1.0, abs=0.01)
     # same seed, same frame
     c, _ = sky.render_frame(ra_deg=FIELD_RA, dec_deg=FIELD_DEC, exposure_s=30, filter_name="V", when_utc=WHEN, seed=5)
     d, _ = sky.render_frame(ra_deg=FIELD_RA, dec_deg=FIELD_DEC, exposure_s=30, filter_name="V", when_utc=WHEN, seed=5)
