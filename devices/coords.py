@@ -1,6 +1,6 @@
 """Coordinate conversions between ICRS/J2000 (what PyROS uses) and INDI's apparent "EOD" coordinates
-(true equator and equinox of date, with aberration: astropy's TETE frame, computed with erfa directly), plus
-a fast local sidereal time for the simulators. astropy comes from ``common.astro`` (offline configuration)."""
+(true equator and equinox of date, with aberration: astropy's TETE frame, computed with erfa directly, which
+the tests compare with astropy), plus a fast local sidereal time for the simulators."""
 
 from __future__ import annotations
 
@@ -9,14 +9,6 @@ import warnings
 from datetime import UTC, datetime
 
 import erfa
-
-from common.astro import configure_astropy_offline
-
-configure_astropy_offline()
-
-from astropy import units as u  # noqa: E402
-from astropy.coordinates import ICRS, TETE, SkyCoord  # noqa: E402
-from astropy.time import Time  # noqa: E402
 
 # erfa calls a date more than 5 years after the last leap second of its table "dubious" (no leap second has
 # been announced since 2017-01-01): the answer is right, the warning would come with every slew.
@@ -50,19 +42,6 @@ def apparent_to_j2000(ra_hours: float, dec_deg: float, when_utc: datetime) -> tu
     ra_cirs = math.radians(ra_hours * 15.0) + erfa.eo06a(tt1, tt2)
     ra, dec, _eo = erfa.atic13(erfa.anp(ra_cirs), math.radians(dec_deg), tt1, tt2)
     return math.degrees(erfa.anp(ra)) % 360.0, math.degrees(dec)
-
-
-def j2000_to_apparent_astropy(ra_deg: float, dec_deg: float, when_utc: datetime) -> tuple[float, float]:
-    """The same through astropy's TETE frame: the reference of the tests."""
-    t = Time(when_utc, scale="utc")
-    c = SkyCoord(ra=ra_deg * u.deg, dec=dec_deg * u.deg, frame=ICRS()).transform_to(TETE(obstime=t))
-    return float(c.ra.hour), float(c.dec.deg)
-
-
-def apparent_to_j2000_astropy(ra_hours: float, dec_deg: float, when_utc: datetime) -> tuple[float, float]:
-    t = Time(when_utc, scale="utc")
-    c = SkyCoord(ra=ra_hours * u.hourangle, dec=dec_deg * u.deg, frame=TETE(obstime=t)).transform_to(ICRS())
-    return float(c.ra.deg) % 360.0, float(c.dec.deg)
 
 
 def local_sidereal_time_deg(when_utc: datetime, longitude_deg: float) -> float:

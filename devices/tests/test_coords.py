@@ -6,8 +6,25 @@ import random
 import time
 from datetime import UTC, datetime, timedelta
 
+from common.astro import to_time, u
 from devices import coords
-from devices.coords import apparent_to_j2000, apparent_to_j2000_astropy, j2000_to_apparent, j2000_to_apparent_astropy
+from devices.coords import apparent_to_j2000, j2000_to_apparent
+
+
+def j2000_to_apparent_astropy(ra_deg: float, dec_deg: float, when_utc: datetime) -> tuple[float, float]:
+    """The reference: astropy's TETE frame (true equator and equinox of date)."""
+    from astropy.coordinates import ICRS, TETE, SkyCoord
+
+    c = SkyCoord(ra=ra_deg * u.deg, dec=dec_deg * u.deg, frame=ICRS()).transform_to(TETE(obstime=to_time(when_utc)))
+    return float(c.ra.hour), float(c.dec.deg)
+
+
+def apparent_to_j2000_astropy(ra_hours: float, dec_deg: float, when_utc: datetime) -> tuple[float, float]:
+    from astropy.coordinates import ICRS, TETE, SkyCoord
+
+    c = SkyCoord(ra=ra_hours * u.hourangle, dec=dec_deg * u.deg, frame=TETE(obstime=to_time(when_utc)))
+    icrs = c.transform_to(ICRS())
+    return float(icrs.ra.deg) % 360.0, float(icrs.dec.deg)
 
 
 def _sep_arcsec(ra1_deg: float, dec1_deg: float, ra2_deg: float, dec2_deg: float) -> float:
