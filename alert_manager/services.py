@@ -360,7 +360,7 @@ def _alert_process(alert_id: int) -> Alert | None:
         log.debug("alert %s already claimed or processed", alert_id)
         return None
     alert = Alert.objects.get(pk=alert_id)
-    _process_rows([alert], started, strategies.strategy_for, loaded=time.time())
+    _process_rows([alert], started, loaded=time.time())
     return alert
 
 
@@ -375,8 +375,8 @@ def alert_process_many(*, alert_ids: list[int]) -> int:
 
 def _alert_process_many(alert_ids: list[int]) -> int:
     started = time.time()
-    # One statement claims the whole chunk (rows another worker holds are skipped), one query loads it, and
-    # the active strategies are looked up once per (mission, notice type) of the chunk.
+    # One statement claims the whole chunk (rows another worker holds are skipped), one query loads it
+    # (``_process_rows`` looks the active strategies up once per mission and notice type of the chunk).
     table = connection.ops.quote_name(Alert._meta.db_table)
     placeholders = ", ".join(["%s"] * len(alert_ids))
     with connection.cursor() as cursor:
@@ -384,18 +384,10 @@ def _alert_process_many(alert_ids: list[int]) -> int:
                        [Alert.Status.PROCESSING, *alert_ids, Alert.Status.RECEIVED])
         claimed = {row[0] for row in cursor.fetchall()}
     rows = Alert.objects.in_bulk(claimed)
-    cache: dict[tuple[str, str], Strategy | None] = {}
-
-    def strategy_for(*, mission: str, notice_type: str) -> Strategy | None:
-        key = (mission, notice_type)
-        if key not in cache:
-            cache[key] = strategies.strategy_for(mission=mission, notice_type=notice_type)
-        return cache[key]
-
     skipped = [alert_id for alert_id in alert_ids if alert_id not in rows]
     if skipped:
         log.debug("alerts %s already claimed or processed", skipped)
-    return _process_rows([rows[alert_id] for alert_id in alert_ids if alert_id in rows], started, strategy_for,
+    return _process_rows([rows[alert_id] for alert_id in alert_ids if alert_id in rows], started,
                          loaded=time.time())
 
 
@@ -412,7 +404,7 @@ class _Quiet:
     timings: dict[str, float]
 
 
-def _process_rows(alerts: list[Alert], started: float, strategy_for, *, loaded: float) -> int:  # noqa: ANN001
+def _process_rows(alerts: list[Alert], started: float, *, loaded: float) -> int:
     """Process claimed rows in order. Consecutive quiet alerts (a burst of test packets, a storm of notices
     that do not point the telescope) are handled together in one transaction (``_process_quiet``, a handful
     of queries for the lot); any other alert goes through ``_process_parsed`` alone, in its turn."""
@@ -421,7 +413,7 @@ def _process_rows(alerts: list[Alert], started: float, strategy_for, *, loaded: 
     def cached_strategy_for(*, mission: str, notice_type: str) -> Strategy | None:
         key = (mission, notice_type)
         if key not in cache:
-            cache[key] = strategy_for(mission=mission, notice_type=notice_type)
+            cache[key] = strategies.strategy_for(mission=mission, notice_type=notice_type)
         return cache[key]
 
     quiet: list[_Quiet] = []
