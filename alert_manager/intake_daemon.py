@@ -70,21 +70,14 @@ class SpoolDeletions:
         self.pending: list[tuple[int, list[Path]]] = []
 
     def add(self, paths: list[Path]) -> None:
+        """Files whose rows were just committed: deleted now if already flushed, else by a later ``sweep``."""
         from django.db import connection
 
         if connection.vendor != "postgresql" or connection.in_atomic_block:
             _unlink(paths)
             return
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_current_wal_insert_lsn()::text, pg_current_wal_flush_lsn()::text")
-                inserted, flushed = cursor.fetchone()
-        except Exception:  # noqa: BLE001 - database gone: keep the files; the start-up import sorts them out
-            log.warning("intake: WAL position unknown, %d spool files kept until it is", len(paths))
-            self.pending.append((0, paths))
-            return
-        self.pending.append((_lsn(inserted), paths))
-        self._delete_up_to(_lsn(flushed))
+        self.pending.append((0, paths))  # position 0: ``sweep`` reads the WAL position after this commit
+        self.sweep()
 
     def sweep(self, *, wait_s: float = 0.0) -> int:
         """Delete the files whose rows are flushed (waiting up to ``wait_s`` for the rest); returns how many
@@ -97,8 +90,8 @@ class SpoolDeletions:
                 with connection.cursor() as cursor:
                     cursor.execute("SELECT pg_current_wal_insert_lsn()::text, pg_current_wal_flush_lsn()::text")
                     inserted, flushed = cursor.fetchone()
-                # Files whose position could not be read (database gone then): anything committed before now
-                # is flushed once the flush position passes the current insert position.
+                # Files not given a position yet (just committed, or the database was gone then): anything
+                # committed before now is flushed once the flush position passes the current insert position.
                 self.pending = [(lsn or _lsn(inserted), paths) for lsn, paths in self.pending]
                 self._delete_up_to(_lsn(flushed))
             except Exception:  # noqa: BLE001 - database gone: files stay for the start-up import
