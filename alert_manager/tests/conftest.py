@@ -30,6 +30,18 @@ def corpus_bytes(corpus: list[dict[str, Any]]) -> dict[str, bytes]:
     return {entry["file"]: (CORPUS_DIR / entry["file"]).read_bytes() for entry in corpus}
 
 
+@pytest.fixture
+def messages(monkeypatch) -> list[tuple[str, dict]]:  # noqa: ANN001
+    """The Celery messages intake publishes (task name, kwargs), instead of a broker."""
+    from alert_manager import tasks
+
+    sent: list[tuple[str, dict]] = []
+    monkeypatch.setattr(tasks.process_alert, "apply_async", lambda **kw: sent.append(("process_alert", kw["kwargs"])))
+    monkeypatch.setattr(tasks.process_alerts, "apply_async",
+                        lambda **kw: sent.append(("process_alerts", kw["kwargs"])))
+    return sent
+
+
 # --- Database fixtures of the alert pipeline (tests of intake/services/views) -----------------------
 
 

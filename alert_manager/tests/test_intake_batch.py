@@ -7,26 +7,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pytest
 from django.db import OperationalError
 
-from alert_manager import intake, services, tasks
+from alert_manager import intake, services
 from alert_manager.tests.helpers import NIGHT, swift_packet
 from pyrosapp.models import Alert
 
 
 def _burst(n: int, first_trig: int) -> list[bytes]:
     return [swift_packet("BAT_GRB_Pos", first_trig + i, 1, NIGHT, 10.0, 20.0, 0.05, role="test") for i in range(n)]
-
-
-@pytest.fixture
-def messages(monkeypatch) -> list[tuple[str, dict]]:  # noqa: ANN001
-    """The Celery messages intake publishes (task name, kwargs), instead of a broker."""
-    sent: list[tuple[str, dict]] = []
-    monkeypatch.setattr(tasks.process_alert, "apply_async", lambda **kw: sent.append(("process_alert", kw["kwargs"])))
-    monkeypatch.setattr(tasks.process_alerts, "apply_async",
-                        lambda **kw: sent.append(("process_alerts", kw["kwargs"])))
-    return sent
 
 
 def test_fifty_packets_at_once_are_all_stored_and_queued_in_chunks(db, messages) -> None:  # noqa: ANN001

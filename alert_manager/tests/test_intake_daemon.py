@@ -10,19 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from alert_manager import intake_daemon, spool, tasks
+from alert_manager import intake_daemon, spool
 from alert_manager.tests.helpers import NIGHT, swift_packet
 from pyrosapp.models import Alert
-
-
-@pytest.fixture
-def messages(monkeypatch) -> list[tuple[str, dict]]:  # noqa: ANN001
-    """The Celery messages the daemon publishes (task name, kwargs), instead of a broker."""
-    sent: list[tuple[str, dict]] = []
-    monkeypatch.setattr(tasks.process_alert, "apply_async", lambda **kw: sent.append(("process_alert", kw["kwargs"])))
-    monkeypatch.setattr(tasks.process_alerts, "apply_async",
-                        lambda **kw: sent.append(("process_alerts", kw["kwargs"])))
-    return sent
 
 
 def _start_and_stop(root: Path) -> intake_daemon.IntakeDaemon:
