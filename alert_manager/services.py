@@ -540,28 +540,11 @@ class _EventState:
 
 
 def _quiet_outcome(notice: ParsedNotice, created: bool, merged: CandidateEvent, state: _EventState,
-                   strategy: Strategy | None) -> tuple[_Outcome, tuple[str, str, tuple[str, ...]] | None] | None:
-    """What ``_act`` decides for a notice that asks nothing of the telescope, and the event status change
-    (status, reason, only from these statuses); None if the notice is not quiet after all (its event has a
-    position the strategy can point at: the per-alert path starts or updates the follow-up)."""
+                   strategy: Strategy | None) -> tuple[_Outcome, _StatusChange | None] | None:
+    """``_decide_without_telescope`` for a notice of the bulk path, on its event as the batch sees it."""
     max_error_deg = strategy.max_error_deg if strategy else strategies.DEFAULT_MAX_ERROR_DEG
     decision = triage(notice, max_error_deg=max_error_deg, joins_existing_event=not created)
-    if decision.kind == "ignored":
-        return _Outcome(Alert.Status.IGNORED, decision.reason, decision.kind), (
-            AlertEvent.Status.IGNORED, decision.reason, (AlertEvent.Status.NEW,))
-    if state.status == AlertEvent.Status.RETRACTED:
-        return _Outcome(Alert.Status.PROCESSED, "the event was retracted: nothing done", decision.kind), None
-    if strategy is None or not strategy.triggers:
-        why = (f"strategy {strategy.name!r} does not trigger on {notice.mission} {notice.notice_type}" if strategy
-               else f"no active strategy for {notice.mission} {notice.notice_type}")
-        return _Outcome(Alert.Status.PROCESSED, why, decision.kind), (
-            AlertEvent.Status.NOT_ACTIONABLE, why, _EVENT_OPEN_STATES)
-    position = merged.position
-    if position is None or position.error_deg > strategy.max_error_deg:
-        why = decision.reason if not decision.actionable else "the event has no position within the strategy's error"
-        return _Outcome(Alert.Status.PROCESSED, why, decision.kind), (
-            AlertEvent.Status.NOT_ACTIONABLE, why, _EVENT_OPEN_STATES)
-    return None
+    return _decide_without_telescope(notice, decision, state.status, merged.position, strategy)
 
 
 def _process_quiet(batch: list[_Quiet], strategy_for) -> int:  # noqa: ANN001
@@ -612,8 +595,8 @@ def _process_quiet(batch: list[_Quiet], strategy_for) -> int:  # noqa: ANN001
                 if key not in touched:
                     touched.append(key)
                 pool[key] = merged
-                if change is not None and state.status in change[2]:
-                    state.status, state.reason = change[0], change[1][:500]
+                if change is not None and state.status in change.only_from:
+                    state.status, state.reason = change.status, change.reason[:500]
                 outcome.reason = f"{outcome.reason} [{grouping.reason}]"
                 outcomes[item.alert.pk] = outcome
                 event_key_of[item.alert.pk] = key
@@ -860,6 +843,40 @@ def _set_event_status(event: AlertEvent, status: str, reason: str, *, only_from:
         event.status, event.status_reason = status, reason[:500]
 
 
+@dataclasses.dataclass(frozen=True)
+class _StatusChange:
+    """An event status change: to ``status`` with ``reason``, only if the event is in one of ``only_from``."""
+
+    status: str
+    reason: str
+    only_from: tuple[str, ...]
+
+
+def _decide_without_telescope(notice: ParsedNotice, decision: TriageDecision, event_status: str,
+                              position: SkyPosition | None, strategy: Strategy | None,
+                              ) -> tuple[_Outcome, _StatusChange | None] | None:
+    """The decisions that leave the telescope alone (ignored notice, retracted event, strategy off, no position
+    the strategy can point at): the alert's outcome and the event's status change. None: the event's position
+    can be pointed at (start or update the follow-up). Retractions are decided before this. Shared by the
+    per-alert path (``_act``) and the bulk path (``_quiet_outcome``), so that both decide alike."""
+    if decision.kind == "ignored":
+        return _Outcome(Alert.Status.IGNORED, decision.reason, decision.kind), _StatusChange(
+            AlertEvent.Status.IGNORED, decision.reason, (AlertEvent.Status.NEW,))
+    if event_status == AlertEvent.Status.RETRACTED:
+        return _Outcome(Alert.Status.PROCESSED, "the event was retracted: nothing done", decision.kind), None
+    if strategy is None or not strategy.triggers:
+        why = (f"strategy {strategy.name!r} does not trigger on {notice.mission} {notice.notice_type}" if strategy
+               else f"no active strategy for {notice.mission} {notice.notice_type}")
+        return _Outcome(Alert.Status.PROCESSED, why, decision.kind), _StatusChange(
+            AlertEvent.Status.NOT_ACTIONABLE, why, _EVENT_OPEN_STATES)
+    if position is None or position.error_deg > strategy.max_error_deg:
+        # This notice may be pointable while the event's best position is not (or the reverse): the event decides.
+        why = decision.reason if not decision.actionable else "the event has no position within the strategy's error"
+        return _Outcome(Alert.Status.PROCESSED, why, decision.kind), _StatusChange(
+            AlertEvent.Status.NOT_ACTIONABLE, why, _EVENT_OPEN_STATES)
+    return None
+
+
 def _act(*, alert: Alert, notice: ParsedNotice, decision: TriageDecision, event: AlertEvent,
          strategy: Strategy | None, timings: dict[str, float]) -> _Outcome:
     if decision.kind == "retraction":
@@ -868,22 +885,13 @@ def _act(*, alert: Alert, notice: ParsedNotice, decision: TriageDecision, event:
         # A test retraction (LVK mock events) retracts its test event: visible, and nothing to cancel.
         _set_event_status(event, AlertEvent.Status.RETRACTED, f"test retraction ({decision.reason})")
         return _Outcome(Alert.Status.IGNORED, f"{decision.reason}; test event marked retracted", decision.kind)
-    if decision.kind == "ignored":
-        _set_event_status(event, AlertEvent.Status.IGNORED, decision.reason, only_from=(AlertEvent.Status.NEW,))
-        return _Outcome(Alert.Status.IGNORED, decision.reason, decision.kind)
-    if event.status == AlertEvent.Status.RETRACTED:
-        return _Outcome(Alert.Status.PROCESSED, "the event was retracted: nothing done", decision.kind)
-    if strategy is None or not strategy.triggers:
-        why = (f"strategy {strategy.name!r} does not trigger on {notice.mission} {notice.notice_type}" if strategy
-               else f"no active strategy for {notice.mission} {notice.notice_type}")
-        _set_event_status(event, AlertEvent.Status.NOT_ACTIONABLE, why, only_from=_EVENT_OPEN_STATES)
-        return _Outcome(Alert.Status.PROCESSED, why, decision.kind)
     position = _event_position(event)
-    if position is None or position.error_deg > strategy.max_error_deg:
-        # This notice may be pointable while the event's best position is not (or the reverse): the event decides.
-        why = decision.reason if not decision.actionable else "the event has no position within the strategy's error"
-        _set_event_status(event, AlertEvent.Status.NOT_ACTIONABLE, why, only_from=_EVENT_OPEN_STATES)
-        return _Outcome(Alert.Status.PROCESSED, why, decision.kind)
+    decided = _decide_without_telescope(notice, decision, event.status, position, strategy)
+    if decided is not None:
+        outcome, change = decided
+        if change is not None:
+            _set_event_status(event, change.status, change.reason, only_from=change.only_from)
+        return outcome
     if event.request_id is None:
         return _Outcome(Alert.Status.PROCESSED,
                         _start_follow_up(event=event, strategy=strategy, position=position, timings=timings),
