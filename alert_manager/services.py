@@ -1110,7 +1110,7 @@ def packet_send_to_broker(*, raw: bytes, fresh: bool = True, to_zenith: bool = F
 
 def zenith_ra_dec(*, site, when: datetime) -> tuple[float, float]:  # noqa: ANN001 - Site
     """(RA, Dec) in degrees near the site's zenith (mean sidereal time is precise enough to point near it)."""
-    from common.astro import to_time, u
+    from sky.astro import to_time, u
 
     lst_deg = to_time(when).sidereal_time("mean", longitude=site.longitude_deg * u.deg).deg
     return lst_deg % 360.0, max(-89.0, min(89.0, site.latitude_deg))

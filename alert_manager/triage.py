@@ -4,13 +4,12 @@
 (plus the strategy's maximum error). ``visibility`` answers "can we point there now, and if not,
 when?" in a few hundred microseconds, because it sits on the alert latency path: it evaluates a
 1-minute grid with numpy, using ERFA (shipped with astropy) for Earth rotation and precession,
-and astropy (through :mod:`common.astro`, offline) for the Sun only, cached per minute.
+and astropy (through :mod:`sky.astro`, offline) for the Sun only, cached per minute.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -32,6 +31,7 @@ from alert_manager.voevent import (
     FLAG_TEST_SUBMISSION,
     ParsedNotice,
 )
+from sky.sun import sun_altitudes_deg
 
 DecisionKind = Literal["trigger", "update", "retraction", "ignored"]
 
@@ -154,8 +154,8 @@ def visibility(
     dec_app = math.asin(max(-1.0, min(1.0, v[2])))
     target_alt = _altitude(local_st - ra_app, dec_app, lat)
 
-    sun_alt = _sun_altitude_grid(minute0, n_steps, site.latitude_deg, site.longitude_deg)
-    # The Sun grid is on whole minutes; shift by the sub-minute offset is < 0.25 deg of hour angle: negligible.
+    # The Sun from the one cached computation of PyROS (sky.sun), at the same instants as the target.
+    sun_alt = sun_altitudes_deg(site, now_utc.timestamp() + 60.0 * (grid_min - offset_min))
     good = (target_alt >= min_altitude_deg) & (sun_alt <= twilight_deg)
 
     alt_now = float(target_alt[0])
@@ -198,43 +198,3 @@ def _earth_orientation(jd_utc: float) -> tuple[np.ndarray, float]:
     rnpb = erfa.pnm06a(jd_tt, 0.0)
     gast = float(erfa.gst06a(jd_utc, 0.0, jd_tt, 0.0))
     return np.asarray(rnpb), gast
-
-
-_sun_lock = threading.Lock()
-_sun_cache: dict[tuple[datetime, int, float, float], np.ndarray] = {}
-
-
-def _sun_altitude_grid(minute0: datetime, n_steps: int, latitude_deg: float, longitude_deg: float) -> np.ndarray:
-    """Sun altitude (deg) on the 1-minute grid from ``minute0``; cached per minute and site."""
-    key = (minute0, n_steps, latitude_deg, longitude_deg)
-    with _sun_lock:
-        cached = _sun_cache.get(key)
-    if cached is not None:
-        return cached
-    # The Sun's RA/Dec move < 0.6 deg in 12 h: compute it with astropy every 2 h and interpolate,
-    # then apply Earth rotation on the full grid (that is what moves the Sun in altitude).
-    from astropy.coordinates import get_sun
-
-    from common.astro import Time, u
-
-    knots_min = np.linspace(0.0, n_steps - 1, max(2, int(math.ceil((n_steps - 1) / 120)) + 1))
-    t0 = Time(minute0.replace(tzinfo=None), scale="utc")
-    sun = get_sun(t0 + knots_min * u.min)  # GCRS (mean-of-J2000 axes): rotated to date below
-    grid = np.arange(n_steps, dtype=float)
-    ra_s = np.interp(grid, knots_min, np.unwrap(sun.ra.rad))
-    dec_s = np.interp(grid, knots_min, sun.dec.rad)
-    jd_utc0 = _UNIX_EPOCH_JD + minute0.timestamp() / 86400.0
-    rnpb, gast0 = _earth_orientation(round(jd_utc0, 3))
-    gast0 += (jd_utc0 - round(jd_utc0, 3)) * 2 * math.pi * _SIDEREAL_RATE
-    vec = np.stack([np.cos(dec_s) * np.cos(ra_s), np.cos(dec_s) * np.sin(ra_s), np.sin(dec_s)])
-    app = rnpb @ vec
-    ra_app = np.arctan2(app[1], app[0])
-    dec_app = np.arcsin(np.clip(app[2], -1.0, 1.0))
-    local_st = gast0 + math.radians(longitude_deg) + grid * (2 * math.pi * _SIDEREAL_RATE / 1440.0)
-    alt = _altitude(local_st - ra_app, dec_app, math.radians(latitude_deg))
-    alt.setflags(write=False)
-    with _sun_lock:
-        if len(_sun_cache) > 64:  # a long-running worker: keep only recent minutes
-            _sun_cache.clear()
-        _sun_cache[key] = alt
-    return alt

@@ -354,9 +354,9 @@ def _parse_date_or_none(text: str | None) -> datetime | None:
 
 
 def _to_utc_from_scale(moment: datetime, time_scale: str) -> datetime:
-    # Rare (Gaia publishes TDB): astropy is imported here only, once, through common.astro so that
+    # Rare (Gaia publishes TDB): astropy is imported here only, once, through sky.astro so that
     # it stays offline. GPS is TAI - 19 s exactly.
-    from common.astro import Time
+    from sky.astro import Time
 
     naive = moment.replace(tzinfo=None)
     if time_scale == "GPS":

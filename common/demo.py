@@ -53,7 +53,7 @@ def dark_site_coordinates(now: datetime) -> tuple[float, float]:
     horizon: longitude opposite the Sun, latitude opposite its declination (kept within ±30°)."""
     from astropy.coordinates import get_sun
 
-    from common.astro import to_time
+    from sky.astro import to_time
 
     t = to_time(now)
     sun = get_sun(t)
@@ -65,13 +65,9 @@ def dark_site_coordinates(now: datetime) -> tuple[float, float]:
 
 
 def _sun_altitude_deg(site: Site, now: datetime) -> float:
-    from astropy.coordinates import AltAz, get_sun
+    from sky.sun import sun_altitude_deg
 
-    from common.astro import earth_location, to_time
-
-    loc = earth_location(latitude_deg=site.latitude_deg, longitude_deg=site.longitude_deg, elevation_m=site.elevation_m)
-    t = to_time(now)
-    return float(get_sun(t).transform_to(AltAz(obstime=t, location=loc)).alt.deg)
+    return sun_altitude_deg(site, now)
 
 
 @transaction.atomic

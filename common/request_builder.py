@@ -507,7 +507,7 @@ class RequestBuilder:
     def _submission_errors(self, errors: dict[str, list[str]], now: datetime, check_observability: bool,
                            reports: list[SequenceReport]) -> None:
         from routine_manager.visibility import SequenceSky, sequences_observability
-        from scheduler.observability import Site as SkySite
+        from sky.observability import Site as SkySite
 
         to_check: dict[int, list[tuple[int, SequenceSky]]] = {}
         sites: dict[int, Site] = {}

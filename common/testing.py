@@ -33,7 +33,7 @@ def zenith_target(site, when=None, *, dec_offset_deg: float = 0.0) -> tuple[floa
     """(ra, dec) of a point near the zenith of a site now: always observable at night."""
     from datetime import UTC, datetime
 
-    from common.astro import to_time
+    from sky.astro import to_time
 
     t = to_time(when or datetime.now(UTC))
     lst = t.sidereal_time("mean", longitude=site.longitude_deg).deg

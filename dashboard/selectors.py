@@ -71,37 +71,21 @@ def observatory_version() -> int | None:
             .values_list("version", flat=True).first())
 
 
-# Night bounds move by a minute a day: computing them once per site and per 10 minutes is plenty,
-# and keeps astropy out of the hot path of the status endpoint and the page render.
-_NIGHT_CACHE_S = 600
-_night_cache: dict[tuple, dict[str, Any]] = {}
-
-
 def night_summary(*, site, now=None) -> dict[str, Any]:
-    """The night in progress or the next one at `site`: {"start": iso, "end": iso, "is_night": bool}
-    (astronomical twilight, Sun below -18 deg), or {"error": ...} where there is none (polar summer)."""
+    """The night in progress or the next one at `site`: {"start": iso, "end": iso, "is_night": bool}, with the
+    site's own twilight (``site.twilight_deg``, as the majordome's phases), or {"error": ...} where there is
+    none (polar summer). Cached in :mod:`sky.sun`, which keeps astropy out of the status endpoint's hot path."""
     from django.utils import timezone
 
-    from scheduler.observability import Site as SkySite
-    from scheduler.observability import night_bounds
+    from sky.sun import night_of
 
     now = now or timezone.now()
-    key = (site.pk, site.latitude_deg, site.longitude_deg, int(now.timestamp() // _NIGHT_CACHE_S))
-    cached = _night_cache.get(key)
-    if cached is None:
-        sky_site = SkySite(latitude_deg=site.latitude_deg, longitude_deg=site.longitude_deg,
-                           elevation_m=site.elevation_m, name=site.name)
-        try:
-            start, end = night_bounds(sky_site, now)
-            cached = {"start": _iso_z(start), "end": _iso_z(end)}
-        except ValueError as exc:
-            cached = {"start": None, "end": None, "error": str(exc)}
-        if len(_night_cache) > 64:
-            _night_cache.clear()
-        _night_cache[key] = cached
-    result = dict(cached)
-    if result.get("start"):
-        result["is_night"] = result["start"] <= _iso_z(now) <= result["end"]
+    try:
+        start, end = night_of(site, now, twilight_deg=site.twilight_deg)
+    except ValueError as exc:
+        return {"start": None, "end": None, "error": str(exc)}
+    result = {"start": _iso_z(start), "end": _iso_z(end)}
+    result["is_night"] = result["start"] <= _iso_z(now) <= result["end"]
     return result
 
 

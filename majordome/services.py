@@ -22,6 +22,7 @@ from django.utils import timezone
 from majordome import selectors
 from majordome import state_machine as sm
 from pyrosapp.models import ObservatoryState, Sequence, Site
+from sky import sun as sky_sun
 
 log = logging.getLogger("pyros.majordome")
 
@@ -29,28 +30,10 @@ log = logging.getLogger("pyros.majordome")
 RETRY_PREFIX = "device error, will retry: "
 
 
-# --- Sun ----------------------------------------------------------------------------------------
-_sun_cache: dict[tuple[int, int], tuple[float, bool]] = {}
-
-
+# --- Sun ---------------------------------------------------------------------------------------
 def sun_position(site: Site, now: datetime | None = None) -> tuple[float, bool]:
-    """(altitude in degrees, rising?) of the Sun at the site, cached per 30 s (status reads are hot)."""
-    now = now or timezone.now()
-    key = (site.pk, int(now.timestamp() // 30))
-    if key not in _sun_cache:
-        from astropy import units as u
-        from astropy.coordinates import AltAz, get_sun
-
-        from common.astro import earth_location, to_time
-
-        loc = earth_location(latitude_deg=site.latitude_deg, longitude_deg=site.longitude_deg,
-                             elevation_m=site.elevation_m)
-        t = to_time(now) + [0, 120] * u.s
-        alt = get_sun(t).transform_to(AltAz(obstime=t, location=loc)).alt.deg
-        if len(_sun_cache) > 256:
-            _sun_cache.clear()
-        _sun_cache[key] = (float(alt[0]), bool(alt[1] > alt[0]))
-    return _sun_cache[key]
+    """(altitude in degrees, rising?) of the Sun at the site (sky.sun: one computation, cached per day)."""
+    return sky_sun.sun_position(site, now or timezone.now())
 
 
 def sun_altitude_deg(site: Site, now: datetime | None = None) -> float:

@@ -1,6 +1,6 @@
 """Request validation's view of the sky: the scheduler's pure observability module, with a grid cache.
 
-Nothing astronomical is computed here: :mod:`scheduler.observability` (shared with the scheduler) does
+Nothing astronomical is computed here: :mod:`sky.observability` (shared with the scheduler) does
 it, vectorised over all sequences. What this adds is a cache of its :class:`SkyGrid` (the Sun and the
 Moon, ~0.1 s to compute for a week): grids are aligned on whole UTC days, so every validation of
 requests whose windows fall in the same days reuses the same ephemeris instead of recomputing it.
@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from scheduler.observability import (
+from sky.observability import (
     ConstraintArrays,
     Observability,
     Site,

@@ -6,7 +6,7 @@ then by request priority (1..10, 10 = most important).
 
 Method (deterministic: no randomness, no clock-dependent decisions):
 
-1. Observability (:mod:`scheduler.observability`) turns each sequence into the intervals of whole
+1. Observability (:mod:`sky.observability`) turns each sequence into the intervals of whole
    seconds where it can START and run whole with all its constraints held, inside its window.
 2. Greedy placement in value order (ties: the least flexible first, then id). A sequence is inserted
    between two neighbours *with shifting*: its predecessors may move earlier and its successors later,
@@ -35,7 +35,8 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from scheduler.observability import (
+from scheduler.overheads import SlewModel, transition_matrix_s
+from sky.observability import (
     ASTRONOMICAL_TWILIGHT_DEG,
     ConstraintArrays,
     Site,
@@ -44,7 +45,6 @@ from scheduler.observability import (
     explain_unobservable,
     start_intervals,
 )
-from scheduler.overheads import SlewModel, transition_matrix_s
 
 # One alert outweighs any set of ordinary sequences of a night (at most a few hundred blocks).
 ALERT_VALUE = 1_000_000

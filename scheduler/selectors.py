@@ -17,8 +17,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from pyrosapp.models import Schedule, ScheduleHasSequences, Sequence, Site
-from scheduler.observability import Site as SkySite
-from scheduler.observability import SkyGrid, night_bounds
+from sky.observability import Site as SkySite
+from sky.observability import SkyGrid, night_bounds
 
 # Sun altitude bands of the chart background (degrees): the usual twilight definitions.
 TWILIGHT_BANDS = (

@@ -35,9 +35,9 @@ from pyrosapp.models import (
 from routine_manager import lifecycle
 from routine_manager.services import sequence_set_status
 from scheduler.algorithm import RunningSequence, ScheduleResult, SequenceSpec, schedule_night
-from scheduler.observability import Site as SkySite
-from scheduler.observability import night_bounds
 from scheduler.overheads import SlewModel
+from sky.observability import Site as SkySite
+from sky.observability import night_bounds
 
 log = logging.getLogger("pyros.scheduler")
 

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from scheduler.algorithm import ScheduleResult, SequenceSpec, schedule_night
-from scheduler.observability import ASTRONOMICAL_TWILIGHT_DEG, Site
 from scheduler.overheads import SlewModel
+from sky.observability import ASTRONOMICAL_TWILIGHT_DEG, Site
 
 
 class NightFileError(ValueError):

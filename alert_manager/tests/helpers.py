@@ -12,7 +12,7 @@ NIGHT = datetime.fromisoformat("2026-01-15T23:00:00+00:00")
 
 def zenith_ra_dec(latitude_deg: float, longitude_deg: float, when: datetime) -> tuple[float, float]:
     """(RA, Dec) in degrees of the site's zenith at ``when`` (local apparent sidereal time, latitude)."""
-    from common.astro import to_time, u
+    from sky.astro import to_time, u
 
     lst_deg = to_time(when).sidereal_time("apparent", longitude=longitude_deg * u.deg).deg
     return lst_deg % 360.0, latitude_deg

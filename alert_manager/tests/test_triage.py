@@ -102,7 +102,7 @@ CALERN = ObservingSite(latitude_deg=43.7525, longitude_deg=6.9222, elevation_m=1
 def _astropy_altitudes(ra_deg: float, dec_deg: float, times: list[datetime]) -> tuple[np.ndarray, np.ndarray]:
     from astropy.coordinates import AltAz, SkyCoord, get_sun
 
-    from common.astro import Time, earth_location, u
+    from sky.astro import Time, earth_location, u
 
     loc = earth_location(latitude_deg=CALERN.latitude_deg, longitude_deg=CALERN.longitude_deg, elevation_m=1270.0)
     t = Time(times)

@@ -10,7 +10,6 @@ import pytest
 import time_machine
 from astropy.coordinates import AltAz, SkyCoord, get_body, get_sun
 
-from common.astro import earth_location, to_time, u
 from common.request_builder import (
     ALERT_PRIORITY,
     RequestBuilder,
@@ -21,6 +20,7 @@ from common.request_builder import (
 )
 from pyrosapp.models import Allocation, Request
 from routine_manager.tests.helpers import NOW, OHP, make_observatory
+from sky.astro import earth_location, to_time, u
 
 pytestmark = pytest.mark.django_db
 LOCATION = earth_location(**OHP)

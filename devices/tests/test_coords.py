@@ -6,7 +6,7 @@ import random
 import time
 from datetime import UTC, datetime, timedelta
 
-from common.astro import to_time, u
+from sky.astro import to_time, u
 from devices import coords
 from devices.coords import apparent_to_j2000, j2000_to_apparent
 

@@ -21,7 +21,7 @@ def demo(transactional_db):
 
 def _zenith_now(site) -> tuple[float, float]:
     """RA/Dec overhead at the demo site now (it is night there): observable at once."""
-    from common.astro import to_time, u
+    from sky.astro import to_time, u
 
     lst = to_time(datetime.now(UTC)).sidereal_time("apparent", longitude=site.longitude_deg * u.deg)
     return round(float(lst.deg), 4), round(site.latitude_deg, 4)

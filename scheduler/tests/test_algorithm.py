@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scheduler.algorithm import RunningSequence, SequenceSpec, schedule_night
-from scheduler.observability import Site, TargetSet, observable_windows
 from scheduler.overheads import SlewModel, separation_matrix_deg
+from sky.observability import Site, TargetSet, observable_windows
 
 OHP = Site(latitude_deg=43.9317, longitude_deg=5.7122, elevation_m=650.0)
 EVENING = datetime(2026, 12, 16, 17, 45, tzinfo=UTC)
@@ -162,7 +162,7 @@ def test_target_set_margin_is_negative_below_the_limit() -> None:
     """The planner's own check: a target below the horizon fails the altitude constraint."""
     import numpy as np
 
-    from scheduler.observability import ConstraintArrays, SkyGrid
+    from sky.observability import ConstraintArrays, SkyGrid
 
     grid = SkyGrid(OHP, EVENING, MORNING)
     targets = TargetSet(grid, [0.0], [-80.0], ConstraintArrays.build(1, 30.0), -18.0)

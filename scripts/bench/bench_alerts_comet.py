@@ -113,7 +113,7 @@ def bench_visibility() -> bool:
     print("2. Visibility (12 h, 1-minute grid)")
     from astropy.coordinates import AltAz, SkyCoord
 
-    from common.astro import Time, earth_location, u
+    from sky.astro import Time, earth_location, u
 
     site = ObservingSite(latitude_deg=43.7525, longitude_deg=6.9222, elevation_m=1270.0)
     now = datetime.now(UTC)

@@ -37,9 +37,9 @@ import numpy as np  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from rest_framework.test import APIClient  # noqa: E402
 
-import common.astro  # noqa: E402,F401  (astropy offline before astroplan is imported)
-from common.astro import earth_location, u  # noqa: E402
+import sky.astro  # noqa: E402,F401  (astropy offline before astroplan is imported)
 from routine_manager import visibility  # noqa: E402
+from sky.astro import earth_location, u  # noqa: E402
 
 TARGET_P50_MS = 100.0
 WINDOW_START = datetime(2026, 12, 16, 17, tzinfo=UTC)

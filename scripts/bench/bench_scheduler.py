@@ -30,12 +30,12 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 from astropy.coordinates import AltAz, SkyCoord, get_body  # noqa: E402
 
-import common.astro  # noqa: E402,F401  (astropy offline before astroplan is imported)
-from common.astro import earth_location, to_time, u  # noqa: E402
+import sky.astro  # noqa: E402,F401  (astropy offline before astroplan is imported)
 from scheduler.algorithm import schedule_night  # noqa: E402
-from scheduler.observability import ConstraintArrays, SkyGrid, TargetSet, start_intervals  # noqa: E402
 from scheduler.overheads import transition_matrix_s  # noqa: E402
 from scheduler.simulate import parse_night, result_document  # noqa: E402
+from sky.astro import earth_location, to_time, u  # noqa: E402
+from sky.observability import ConstraintArrays, SkyGrid, TargetSet, start_intervals  # noqa: E402
 
 DATA = REPO / ".." / "shared" / "data" / "scheduling"
 README_ASTROPLAN = {50: (5.7, 21, 138, 0.932), 200: (22.5, 22, 200, 0.934), 1000: (107.0, 26, 249, 0.938)}

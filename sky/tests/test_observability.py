@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from astropy.coordinates import AltAz, SkyCoord, get_body
 
-from common.astro import earth_location, to_time, u
-from scheduler.observability import Site, SkyGrid, night_bounds, nights_between, observable_windows
+from sky.astro import earth_location, to_time, u
+from sky.observability import Site, SkyGrid, night_bounds, nights_between, observable_windows
 
 OHP = Site(latitude_deg=43.9317, longitude_deg=5.7122, elevation_m=650.0)
 LOCATION = earth_location(latitude_deg=43.9317, longitude_deg=5.7122, elevation_m=650.0)

@@ -2,7 +2,7 @@
 
 How the sky is computed, and why it is fast and still exact enough:
 
-* astropy (offline, via :mod:`common.astro`) is called a handful of times per time range, never per
+* astropy (offline, via :mod:`sky.astro`) is called a handful of times per time range, never per
   target or per sample: the Sun and the Moon are computed as *topocentric CIRS* directions on nodes
   (Moon hourly, Sun 3-hourly) and interpolated with a cubic spline (in CIRS both move by less than ~1 deg per hour and
   smoothly, so the spline is good to well under an arcsecond); the targets are moved to CIRS once.
@@ -33,7 +33,7 @@ import numpy as np
 from astropy.coordinates import CIRS, SkyCoord, get_body
 from scipy.interpolate import CubicSpline
 
-from common.astro import earth_location, to_time, u
+from sky.astro import earth_location, to_time, u
 
 # Limits are tightened by this much (7.2"), so that the approximations listed above and the
 # independent astropy check never disagree on which side of a limit a block lies.
@@ -83,7 +83,9 @@ class SkyGrid:
     the last sample is exactly the end of the range.
     """
 
-    def __init__(self, site: Site, start_utc: datetime, end_utc: datetime, step_s: float = 60.0) -> None:
+    def __init__(
+        self, site: Site, start_utc: datetime, end_utc: datetime, step_s: float = 60.0, *, moon: bool = True
+    ) -> None:
         start_utc, end_utc = _as_utc(start_utc), _as_utc(end_utc)
         if end_utc <= start_utc:
             raise ValueError(f"empty time range: {start_utc.isoformat()} .. {end_utc.isoformat()}")
@@ -113,7 +115,8 @@ class SkyGrid:
         self._era_slope = (era[-1] - era[0]) / self.span_s
         self._era0 = era[0]
         self._sun_spline = self._body_spline("sun", start_utc, SUN_NODE_S, location)
-        self._moon_spline = self._body_spline("moon", start_utc, MOON_NODE_S, location)
+        # The Sun alone (sky.sun) skips the Moon's nodes, most of a grid's astropy cost.
+        self._moon_spline = self._body_spline("moon", start_utc, MOON_NODE_S, location) if moon else None
 
     def _body_spline(self, body: str, start_utc: datetime, node_step_s: float, location) -> CubicSpline:  # noqa: ANN001
         # Nodes on whole multiples of the step in UTC, covering the range: the same instant gets the same
