@@ -100,9 +100,9 @@ def screenshot_dir() -> Path:
 def night_observatory(transactional_db, settings, tmp_path):
     """The demo observatory at a site where it is night now, with the INDI simulators running on a
     free port (fast mechanics), the observatory safe and automatic, images under a temp folder."""
-    from common.demo import seed_demo
     from devices.testing import running_simulators
     from majordome.device_link import reset_observatory
+    from pyros.demo import seed_demo
     from pyrosapp.models import ObservatoryState, Telescope
 
     seed = seed_demo()

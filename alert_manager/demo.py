@@ -1,4 +1,4 @@
-"""Demo strategies, seeded by ``common.demo.seed_demo`` (idempotent)."""
+"""Demo strategies, seeded by ``pyros.demo.seed_demo`` (idempotent)."""
 
 from __future__ import annotations
 

@@ -50,9 +50,8 @@ def _ensure_django() -> None:
 
         if not apps.ready:
             django.setup()
-        # Import the Celery app so that `shared_task`s publish through its broker configuration.
-        import pyros.celery  # noqa: F401
-
+        # The Celery app (`shared_task`s publish through its broker configuration) is loaded by
+        # django.setup(): `pyros` is an installed app and its package imports pyros.celery.
         _django_ready = True
 
 

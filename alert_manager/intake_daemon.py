@@ -48,7 +48,7 @@ def _ensure_django() -> None:
 
     if not apps.ready:
         django.setup()
-    import pyros.celery  # noqa: F401 - `shared_task`s publish through the app's broker configuration
+    # The Celery app that `shared_task`s publish through is loaded by django.setup() (the `pyros` app).
 
 
 def _lsn(text: str) -> int:

@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "monitoring",
     "analyzer",
     "dashboard",
+    "pyros",  # the project itself: demo seeding (manage.py seed_demo)
 ]
 
 MIDDLEWARE = [
@@ -89,7 +90,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "common.context_processors.pyros",
+                "dashboard.context_processors.pyros",
             ],
         },
     },

@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 @pytest.fixture
 def demo(transactional_db):
-    from common.demo import seed_demo
+    from pyros.demo import seed_demo
 
     return seed_demo()
 

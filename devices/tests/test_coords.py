@@ -6,9 +6,9 @@ import random
 import time
 from datetime import UTC, datetime, timedelta
 
-from sky.astro import to_time, u
 from devices import coords
 from devices.coords import apparent_to_j2000, j2000_to_apparent
+from sky.astro import to_time, u
 
 
 def j2000_to_apparent_astropy(ra_deg: float, dec_deg: float, when_utc: datetime) -> tuple[float, float]:

@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from common.demo import seed_demo
+from pyros.demo import seed_demo
 from pyrosapp.models import ObservatoryState, Sequence, User
 from pyrosapp.tests.factories import SequenceFactory
 

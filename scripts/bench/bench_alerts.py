@@ -175,9 +175,9 @@ def _scenario(db_url: str, broker: str, workdir: Path, procs: list[subprocess.Po
     from alert_manager.tests.helpers import swift_packet
     from alert_manager.tests.mount_watcher import MountWatcher
     from alert_manager.vtp import send_voevent
-    from common.demo import seed_demo
     from common.testing import zenith_target
     from devices.testing import start_simulators
+    from pyros.demo import seed_demo
     from pyrosapp.models import Alert, ObservatoryState, Telescope
 
     seed = seed_demo()

@@ -139,7 +139,7 @@ def seed(work: Path) -> dict:
     from django.test import Client
     from rest_framework.authtoken.models import Token
 
-    from common.demo import seed_demo
+    from pyros.demo import seed_demo
     from pyrosapp import models as m
 
     call_command("migrate", "--noinput", verbosity=0)

@@ -42,7 +42,6 @@ def main() -> int:
     from django.utils import timezone
 
     call_command("migrate", verbosity=0)
-    from common.demo import seed_demo
     from common.request_builder import RequestBuilder
     from common.testing import celery_worker, wait_until, zenith_target
     from devices.observatory import connect
@@ -53,6 +52,7 @@ def main() -> int:
     from majordome.services import majordome_dispatch, sequence_claim
     from monitoring.services import monitoring_poll
     from observation_manager.services import sequence_execute
+    from pyros.demo import seed_demo
     from pyrosapp.models import Image, ObservatoryState, Sequence, Telescope
 
     seed = seed_demo()

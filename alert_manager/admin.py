@@ -1,0 +1,62 @@
+"""Backoffice of alert_manager: alerts, alert events and strategies (templates checked when saved)."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin
+
+from alert_manager.strategies import template_errors
+from pyrosapp import models as m
+
+
+@admin.register(m.Alert)
+class AlertAdmin(admin.ModelAdmin):
+    list_display = ["id", "ivorn", "mission", "notice_type", "role", "trigger_id", "event_time", "status", "received_at"]
+    list_filter = ["status", "role", "mission", "notice_type"]
+    search_fields = ["ivorn", "trigger_id", "status_reason"]
+    date_hierarchy = "received_at"
+    raw_id_fields = ["event"]
+    exclude = ["raw_xml"]
+    readonly_fields = ["raw_xml_text"]
+
+    @admin.display(description="Raw XML")
+    def raw_xml_text(self, obj):
+        return bytes(obj.raw_xml or b"").decode("utf-8", "replace")
+
+
+class AlertInline(admin.TabularInline):
+    model = m.Alert
+    extra = 0
+    fields = ["ivorn", "notice_type", "role", "received_at", "status"]
+    readonly_fields = fields
+    show_change_link = True
+
+
+@admin.register(m.AlertEvent)
+class AlertEventAdmin(admin.ModelAdmin):
+    list_display = ["id", "name", "burst_time", "status", "ra_deg", "dec_deg", "error_deg", "is_test", "created"]
+    list_filter = ["status", "is_test"]
+    search_fields = ["name"]
+    inlines = [AlertInline]
+    raw_id_fields = ["request"]
+
+
+class StrategyForm(forms.ModelForm):
+    class Meta:
+        model = m.Strategy
+        fields = "__all__"
+
+    def clean_template(self):
+        template = self.cleaned_data["template"]
+        errors = template_errors(template)
+        if errors:
+            raise forms.ValidationError(errors)
+        return template
+
+
+@admin.register(m.Strategy)
+class StrategyAdmin(admin.ModelAdmin):
+    form = StrategyForm
+    list_display = ["name", "triggers", "max_error_deg", "min_altitude_deg", "is_active"]
+    list_filter = ["is_active", "triggers"]
+    search_fields = ["name", "description"]
