@@ -162,7 +162,7 @@ def build_follow_up_request(
     *, event: AlertEvent, strategy: Strategy, ra_deg: float, dec_deg: float, now: datetime, site: Site | None = None
 ) -> Request:
     """Build and submit the event's request with common.RequestBuilder (the caller holds the event's lock)."""
-    from common.request_builder import ALERT_PRIORITY, RequestBuilder, RequestInvalid
+    from routine_manager.builder import ALERT_PRIORITY, RequestBuilder, RequestInvalid
 
     if event.burst_time is None:
         raise FollowUpImpossible("the event has no burst time to count the strategy's windows from")

@@ -11,8 +11,9 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from common.request_builder import RequestBuilder, RequestInvalid
 from pyrosapp.models import Album, Request
+from routine_manager.builder import RequestInvalid
+from routine_manager.request_json import builder_from_api_data
 from user_manager.roles import IsValidatedUser
 
 from . import lifecycle, selectors, services
@@ -77,7 +78,7 @@ class RequestListCreateApi(APIView):
                    request=RequestInSerializer, responses={201: RequestOutSerializer, 400: ValidationErrorSerializer})
     def post(self, request):
         data, draft = _split_draft(request.data)
-        builder = RequestBuilder.from_api_data(data, owner=request.user)
+        builder = builder_from_api_data(data, owner=request.user)
         try:
             created = builder.save(submit=not draft)
         except RequestInvalid as exc:
@@ -93,7 +94,7 @@ class RequestValidateApi(APIView):
                    responses={200: ValidationOkSerializer, 400: ValidationErrorSerializer})
     def post(self, request):
         data, _draft = _split_draft(request.data)
-        report = RequestBuilder.from_api_data(data, owner=request.user).validate()
+        report = builder_from_api_data(data, owner=request.user).validate()
         return Response(report.to_dict(), status=status.HTTP_200_OK if report.valid else status.HTTP_400_BAD_REQUEST)
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from common.request_builder import SEQUENCE_FIELD_PATHS
+from routine_manager.builder import SEQUENCE_FIELD_PATHS
 
 # Form field name (in a sequence row) -> add_sequence() argument.
 SEQUENCE_FIELDS = ("name", "target_name", "ra_deg", "dec_deg", "window_start", "window_end", "preferred_start",

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from common.request_builder import format_utc
 from pyrosapp.models import Request, Site
+from routine_manager.coordinates import format_utc
 
 from .visibility import Site as SkySite
 from .visibility import altitude_curves, altitude_for_airmass_deg

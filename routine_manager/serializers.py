@@ -1,6 +1,6 @@
 """The request JSON of the REST API.
 
-Input is read by :meth:`common.request_builder.RequestBuilder.from_api_data` (one validation for the
+Input is read by :func:`routine_manager.request_json.builder_from_api_data` (one validation for the
 forms, the API and the importers); the serializers below describe the same shapes for the OpenAPI
 schema, and :func:`request_to_api` writes the output.
 """
@@ -11,8 +11,8 @@ from typing import Any
 
 from rest_framework import serializers
 
-from common.request_builder import format_utc
 from pyrosapp.models import Request
+from routine_manager.coordinates import format_utc
 
 
 def _utc(value) -> str | None:

@@ -17,8 +17,10 @@ from django.db.models import F, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from common.request_builder import RequestBuilder, RequestInvalid
+from common.messages import send_after_commit
 from pyrosapp.models import Allocation, Request, Sequence, User
+from routine_manager.builder import RequestInvalid
+from routine_manager.request_json import builder_from_api_data, builder_from_request
 
 from . import lifecycle
 from .selectors import allocation_current
@@ -26,31 +28,18 @@ from .selectors import allocation_current
 log = logging.getLogger("pyros.routine_manager")
 
 
-# --- The two calls to other apps, each in one place ---------------------------------------------
+# --- The two messages to apps above this one (layer order: never an import) ---------------------
 def _ask_majordome_to_abort(*, sequence_id: int, reason: str) -> None:
-    """Ask the majordome to stop an executing sequence now.
-
-    ``majordome.services.sequence_abort`` is the majordome's entry point. Where the majordome does not
-    provide it, this is a documented no-op: the sequence row becomes ``cancelled`` anyway, which an
-    executor checks between exposures, so it stops at the next one.
-    """
-    try:
-        from majordome.services import sequence_abort
-    except ImportError:
-        log.info("majordome.services.sequence_abort not available: sequence %s stops at its next exposure check",
-                 sequence_id)
-        return
-    sequence_abort(sequence_id=sequence_id, reason=reason)
+    """Ask the majordome to stop a sequence that was running when its request was cancelled. Also the
+    executor's watcher sees the ``cancelled`` row within a second and stops by itself."""
+    send_after_commit("pyros.majordome.sequence_withdrawn", sequence_id=sequence_id, reason=reason[:300])
 
 
 def _ask_scheduler_to_replan(*, reason: str) -> None:
-    """Tell the scheduler the set of schedulable sequences changed (no-op until the scheduler provides it)."""
-    try:
-        from scheduler.services import schedule_request_replan
-    except ImportError:
-        log.debug("scheduler.services.schedule_request_replan not available yet (%s)", reason)
-        return
-    schedule_request_replan(reason=reason)
+    """Tell the scheduler the set of schedulable sequences changed: its debounced run (2 s later; it
+    skips itself when a plan made since has seen this change)."""
+    send_after_commit("pyros.scheduler.make_schedule", countdown_s=2.0, reason=reason[:200],
+                      requested_at=timezone.now().isoformat(), site_id=None)
 
 
 # --- Transitions --------------------------------------------------------------------------------
@@ -99,7 +88,7 @@ def request_mark_submitted(*, request: Request, duration_s: float, now: datetime
     _move_request(request.pk, lifecycle.DRAFT, lifecycle.SUBMITTED, submitted_at=now, reserved_s=duration_s,
                   estimated_duration_s=duration_s, allocation=allocation)
     Sequence.objects.filter(request=request, status=lifecycle.DRAFT).update(status=lifecycle.PENDING)
-    transaction.on_commit(lambda: _ask_scheduler_to_replan(reason=f"request {request.pk} submitted"))
+    _ask_scheduler_to_replan(reason=f"request {request.pk} submitted")
     log.info("request %s %r submitted (%.0f s reserved)", request.pk, request.name, duration_s)
 
 
@@ -108,7 +97,7 @@ def request_submit(*, request: Request, now: datetime | None = None, check_obser
     now = now or timezone.now()
     if request.status != lifecycle.DRAFT:
         raise lifecycle.InvalidStateChange("request", request.status, lifecycle.SUBMITTED)
-    builder = RequestBuilder.from_request(request)
+    builder = builder_from_request(request)
     report = builder.validate(now=now, check_observability=check_observability)
     if not report.valid:
         raise RequestInvalid(report.errors)
@@ -140,7 +129,7 @@ def request_cancel(*, request: Request, reason: str = "", now: datetime | None =
                 _ask_majordome_to_abort(sequence_id=sequence.pk, reason=reason)
             _move_sequence(sequence.pk, sequence.status, lifecycle.CANCELLED, status_reason=reason)
         refunded_s = _refund(request)
-        transaction.on_commit(lambda: _ask_scheduler_to_replan(reason=f"request {request.pk} cancelled"))
+        _ask_scheduler_to_replan(reason=f"request {request.pk} cancelled")
     log.info("request %s cancelled (%s); %.0f s refunded to %s", request.pk, reason, refunded_s, request.program)
     request.refresh_from_db()
     return request
@@ -149,7 +138,7 @@ def request_cancel(*, request: Request, reason: str = "", now: datetime | None =
 def request_clone(*, request: Request, owner: User) -> Request:
     """A new draft with the same sequences, albums and plans (windows unchanged: edit them before submitting)."""
     name = f"{request.name} (copy)"[:200]
-    builder = RequestBuilder.from_request(request, owner=owner, name=name)
+    builder = builder_from_request(request, owner=owner, name=name)
     return builder.save(submit=False)
 
 
@@ -212,6 +201,73 @@ def sequence_set_status(*, sequence_id: int, status: str, reason: str = "", **fi
         _roll_up(request)
 
 
+def request_refresh_status(*, request_id: int) -> None:
+    """Move a request to the status its sequences imply (executing when one runs...)."""
+    with transaction.atomic():
+        request = Request.objects.select_for_update().get(pk=request_id)
+        try:
+            _roll_up(request)
+        except lifecycle.InvalidStateChange as exc:
+            log.info("request %s stays %s: %s", request_id, request.status, exc)
+
+
+# --- Execution: the majordome claims, releases and ends sequences through these ---------------------
+def sequence_claim_for_execution(*, sequence_id: int, token: str, now: datetime | None = None) -> bool:
+    """A waiting sequence becomes ``executing`` under ``token`` (False when it is not waiting any more:
+    another dispatcher or a cancellation got there first); its request follows."""
+    now = now or timezone.now()
+    for old in lifecycle.SEQUENCE_WAITING:
+        lifecycle.check_sequence_transition(old, lifecycle.EXECUTING)
+    claimed = Sequence.objects.filter(pk=sequence_id, status__in=lifecycle.SEQUENCE_WAITING).update(
+        status=lifecycle.EXECUTING, execution_token=token, execution_heartbeat=now, started_at=now, status_reason="")
+    if not claimed:
+        return False
+    request_refresh_status(request_id=Sequence.objects.values_list("request_id", flat=True).get(pk=sequence_id))
+    return True
+
+
+def sequence_mark_planned(*, sequence_id: int) -> bool:
+    """A waiting sequence that must run next (pre-emption) shows as planned."""
+    moved = Sequence.objects.filter(pk=sequence_id, status__in=[lifecycle.PENDING, lifecycle.UNPLANNED]).update(
+        status=lifecycle.PLANNED)
+    return bool(moved)
+
+
+def sequence_release(*, sequence_id: int, token: str, reason: str) -> bool:
+    """An execution whose executor was lost: the sequence waits again (its completed plans are kept)."""
+    lifecycle.check_sequence_transition(lifecycle.EXECUTING, lifecycle.PENDING)
+    with transaction.atomic():
+        moved = Sequence.objects.filter(pk=sequence_id, status=lifecycle.EXECUTING, execution_token=token).update(
+            status=lifecycle.PENDING, status_reason=reason[:500], execution_token="")
+        if moved:
+            request_refresh_status(request_id=Sequence.objects.values_list("request_id", flat=True).get(pk=sequence_id))
+    return bool(moved)
+
+
+def sequence_end_execution(*, sequence_id: int, token: str, status: str, reason: str = "",
+                           device_retry: bool = False, now: datetime | None = None) -> str:
+    """The end of one execution: ``status`` is final, or ``pending`` when the sequence is to be planned again
+    (``device_retry`` counts a transient device error). Time used is charged. Returns the status reached
+    (the current one when the execution no longer owned the sequence: a cancellation got there first)."""
+    now = now or timezone.now()
+    seq = Sequence.objects.get(pk=sequence_id)
+    used_s = (now - seq.started_at).total_seconds() if seq.started_at else 0.0
+    reached = seq.status
+    if seq.status == lifecycle.EXECUTING and (not token or seq.execution_token == token):
+        try:
+            sequence_set_status(sequence_id=sequence_id, status=status,
+                                reason=reason or ("" if status == lifecycle.COMPLETED else "stopped"),
+                                ended_at=now)
+            reached = status
+        except lifecycle.InvalidStateChange as exc:
+            log.warning("sequence %s: %s", sequence_id, exc)
+        Sequence.objects.filter(pk=sequence_id).update(
+            execution_token="", **({"device_retries": F("device_retries") + 1} if device_retry else {}))
+    if used_s > 0:
+        sequence_record_time_used(sequence_id=sequence_id, used_s=used_s)
+    return reached
+
+
 def sequence_record_time_used(*, sequence_id: int, used_s: float) -> None:
     """Charge telescope time actually spent: moves it from the request's reservation to used time."""
     if used_s <= 0:
@@ -243,7 +299,7 @@ def requests_import(*, owner: User, batch, submit: bool, now: datetime | None = 
                  "message": message}
                 for path, messages in errors.items() for message in messages]
 
-    builders = [RequestBuilder.from_api_data(data, owner=owner) for data in batch.requests]
+    builders = [builder_from_api_data(data, owner=owner) for data in batch.requests]
     problems: list[dict[str, str]] = []
     for index, builder in enumerate(builders):
         report = builder.validate(now=now, submission=submit)

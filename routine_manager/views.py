@@ -13,8 +13,10 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from analyzer.selectors import images_for_request
-from common.request_builder import RequestBuilder, RequestInvalid, format_utc, request_to_data
 from pyrosapp.models import Request
+from routine_manager.builder import RequestInvalid
+from routine_manager.coordinates import format_utc
+from routine_manager.request_json import builder_from_api_data, request_to_data
 from user_manager.roles import ASTRONOMER, role_required
 
 from . import forms, lifecycle, selectors, services
@@ -84,7 +86,7 @@ def request_edit(request, pk: int | None = None):
 
     data = forms.post_to_data(request.POST)
     action = request.POST.get("action", "save")
-    builder = RequestBuilder.from_api_data(data, owner=request.user)
+    builder = builder_from_api_data(data, owner=request.user)
     if action == "check":
         report = builder.validate()
         return render(request, "routine_manager/request_form.html", _editor_context(

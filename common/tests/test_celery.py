@@ -67,10 +67,13 @@ def test_tasks_are_routed_by_app():
     from pyros.celery import route_task
 
     assert route_task("pyros.alert_manager.process_alert", (), {}, {}) == {"queue": "alerts"}
-    assert route_task("pyros.observation_manager.execute_sequence", (), {}, {}) == {"queue": "execution"}
+    assert route_task("pyros.majordome.execute_sequence", (), {}, {}) == {"queue": "execution"}
+    assert route_task("pyros.majordome.run_calibrations", (), {}, {}) == {"queue": "execution"}
+    assert route_task("pyros.majordome.close_and_park", (), {}, {}) == {"queue": "monitoring"}
+    assert route_task("pyros.majordome.tick", (), {}, {}) == {"queue": "default"}
     assert route_task("pyros.scheduler.make_schedule", (), {}, {}) == {"queue": "scheduling"}
     assert route_task("pyros.analyzer.analyze_image", (), {}, {}) == {"queue": "analysis"}
-    assert route_task("pyros.monitoring.poll", (), {}, {}) == {"queue": "monitoring"}
+    assert route_task("pyros.majordome.poll", (), {}, {}) == {"queue": "monitoring"}
     assert route_task("pyros.common.log_purge", (), {}, {}) == {"queue": "default"}
 
 

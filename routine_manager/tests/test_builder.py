@@ -10,15 +10,10 @@ import pytest
 import time_machine
 from astropy.coordinates import AltAz, SkyCoord, get_body, get_sun
 
-from common.request_builder import (
-    ALERT_PRIORITY,
-    RequestBuilder,
-    RequestInvalid,
-    parse_dec_deg,
-    parse_ra_deg,
-    parse_utc,
-)
 from pyrosapp.models import Allocation, Request
+from routine_manager.builder import ALERT_PRIORITY, RequestBuilder, RequestInvalid
+from routine_manager.coordinates import parse_dec_deg, parse_ra_deg, parse_utc
+from routine_manager.request_json import builder_from_api_data
 from routine_manager.tests.helpers import NOW, OHP, make_observatory
 from sky.astro import earth_location, to_time, u
 
@@ -162,7 +157,7 @@ def test_alert_is_top_priority_and_may_skip_observability(obs):
 def test_from_api_data_never_raises_on_garbage(obs):
     for garbage in (None, 3, "x", [], {"sequences": [None, 3, {"albums": "x"}]}, {"program": {"a": 1}},
                     {"name": 5, "program": obs.program.pk, "sequences": [{"target": [], "window": 3, "albums": [3]}]}):
-        report = RequestBuilder.from_api_data(garbage, owner=obs.astronomer).validate()
+        report = builder_from_api_data(garbage, owner=obs.astronomer).validate()
         assert not report.valid and report.errors
 
 

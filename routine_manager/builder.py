@@ -20,18 +20,15 @@ the site, remaining allocation), which ``validate()`` and ``save(submit=True)`` 
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from pyrosapp.models import Album, Detector, Filter, Plan, Request, ScientificProgram, Sequence, Site, User
+from routine_manager.coordinates import finite_float, format_utc, parse_dec_deg, parse_ra_deg, parse_utc
 
 # --- Limits (a request is a unit a person can review; big campaigns are several requests) ---------
 MAX_SEQUENCES_PER_REQUEST = 20
@@ -61,20 +58,6 @@ SEQUENCE_FIELD_PATHS = {
     "max_airmass": "constraints.max_airmass",
     "min_moon_separation_deg": "constraints.min_moon_separation_deg",
 }
-REQUEST_KEYS = {"name", "program", "sequences", "draft"}
-# Fields of the API's output that a client may send back unchanged (they are ignored).
-READ_ONLY_KEYS = {"id", "status", "status_reason", "owner", "estimated_duration_s", "reserved_s", "used_s", "created",
-                  "updated", "submitted_at", "is_alert", "url", "program_name", "duration_s", "planned_start",
-                  "planned_end", "started_at", "ended_at", "images_done", "order"}
-SEQUENCE_KEYS = {"name", "target", "window", "preferred_start", "tolerance_early_s", "tolerance_late_s", "priority",
-                 "constraints", "albums"}
-TARGET_KEYS = {"name", "ra_deg", "dec_deg"}
-WINDOW_KEYS = {"start", "end"}
-CONSTRAINT_KEYS = {"min_altitude_deg", "max_airmass", "min_moon_separation_deg"}
-ALBUM_KEYS = {"detector", "plans"}
-PLAN_KEYS = {"filter", "exposure_s", "count", "binning"}
-
-
 class RequestInvalid(Exception):
     """The request cannot be saved or submitted; ``errors`` maps field paths to messages."""
 
@@ -107,80 +90,7 @@ class ValidationReport:
         return {"valid": True, "duration_s": self.duration_s, "sequences": [s.to_dict() for s in self.sequences]}
 
 
-# --- Value parsing ------------------------------------------------------------------------------
-def format_utc(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-_SEXAGESIMAL_SPLIT = re.compile(r"[hdms:°'\"′″\s]+")
-
-
-def _sexagesimal(text: str) -> float:
-    """'13:29:52.7', '13h29m52.7s', '-0 30 00' -> signed value in the first unit (hours or degrees)."""
-    text = text.strip()
-    sign = -1.0 if text.startswith("-") else 1.0
-    parts = [p for p in _SEXAGESIMAL_SPLIT.split(text.lstrip("+-")) if p]
-    if not 1 <= len(parts) <= 3:
-        raise ValueError
-    values = [float(p) for p in parts]
-    if any(not math.isfinite(v) or v < 0 for v in values) or any(v >= 60 for v in values[1:]):
-        raise ValueError
-    if len(values) > 1 and values[0] != int(values[0]):
-        raise ValueError
-    return sign * (values[0] + sum(v / 60.0 ** (i + 1) for i, v in enumerate(values[1:])))
-
-
-def _is_sexagesimal(text: str) -> bool:
-    return bool(re.search(r"[hdms:°'\"′″]|\d\s+\d", text.strip()))
-
-
-def parse_ra_deg(value: Any) -> float:
-    """RA in degrees from degrees (number or text) or sexagesimal HOURS text ('13:29:52.7', '13h29m52.7s')."""
-    if isinstance(value, str) and _is_sexagesimal(value):
-        hours = _sexagesimal(value)
-        if not 0 <= hours < 24:
-            raise ValueError("RA in hours must be between 0h and 24h")
-        return hours * 15.0
-    return _finite_float(value)
-
-
-def parse_dec_deg(value: Any) -> float:
-    """Dec in degrees from degrees (number or text) or sexagesimal degrees text ('+47:11:43', '-05d30m')."""
-    if isinstance(value, str) and _is_sexagesimal(value):
-        return _sexagesimal(value)
-    return _finite_float(value)
-
-
-def _finite_float(value: Any) -> float:
-    if isinstance(value, bool) or value is None:
-        raise ValueError
-    if isinstance(value, str):
-        value = value.strip()
-    number = float(value)
-    if not math.isfinite(number):
-        raise ValueError
-    return number
-
-
-def parse_utc(value: Any) -> datetime:
-    """An aware datetime from an aware datetime or an ISO 8601 text with a time zone ('...Z')."""
-    if isinstance(value, datetime):
-        parsed = value
-    elif isinstance(value, str):
-        try:
-            parsed = parse_datetime(value.strip())
-        except ValueError:
-            parsed = None
-        if parsed is None:
-            raise ValueError("not a date and time: use ISO 8601, e.g. 2026-12-16T17:00:00Z")
-    else:
-        raise ValueError("expected a date and time as ISO 8601 text, e.g. 2026-12-16T17:00:00Z")
-    if parsed.tzinfo is None:
-        raise ValueError("add a time zone (UTC: end with Z), e.g. 2026-12-16T17:00:00Z")
-    return parsed.astimezone(UTC)
-
-
-class _Errors:
+class FieldErrors:
     def __init__(self) -> None:
         self.by_path: dict[str, list[str]] = {}
 
@@ -193,14 +103,14 @@ class _Errors:
     def has_under(self, prefix: str) -> bool:
         return any(p == prefix or p.startswith(prefix + ".") or p.startswith(prefix + "[") for p in self.by_path)
 
-    def merged(self, other: _Errors) -> dict[str, list[str]]:
+    def merged(self, other: FieldErrors) -> dict[str, list[str]]:
         result = {path: list(messages) for path, messages in self.by_path.items()}
         for path, messages in other.by_path.items():
             result.setdefault(path, []).extend(messages)
         return result
 
 
-def _coerce(errors: _Errors, path: str, value: Any, kind: str, *, required: bool) -> Any:
+def _coerce(errors: FieldErrors, path: str, value: Any, kind: str, *, required: bool) -> Any:
     """Parse one value; on failure record a message at ``path`` and return None."""
     if value is None or (isinstance(value, str) and not value.strip()):
         if required:
@@ -208,9 +118,9 @@ def _coerce(errors: _Errors, path: str, value: Any, kind: str, *, required: bool
         return None
     try:
         if kind == "float":
-            return _finite_float(value)
+            return finite_float(value)
         if kind == "int":
-            number = _finite_float(value)
+            number = finite_float(value)
             if number != int(number):
                 raise ValueError
             return int(number)
@@ -319,7 +229,7 @@ class RequestBuilder:
         self.is_alert = is_alert
         self.alert_event = alert_event
         self.sequences: list[SequenceBuilder] = []
-        self._parse_errors = _Errors()
+        self._parse_errors = FieldErrors()
         self.name = _coerce(self._parse_errors, "name", name, "text", required=True)
         self._detectors: dict[str, Detector | None] = {}
         self._filters: dict[int, dict[str, Filter]] = {}
@@ -381,9 +291,9 @@ class RequestBuilder:
         return self._filters[detector.pk]
 
     # -- validation -------------------------------------------------------------------------
-    def _structure_errors(self) -> _Errors:
+    def _structure_errors(self) -> FieldErrors:
         """Checks a draft must pass: counts, ranges, membership, instruments."""
-        errors = _Errors()
+        errors = FieldErrors()
         parsed = self._parse_errors
         program = self.program
         if program is not None:
@@ -410,7 +320,7 @@ class RequestBuilder:
             return True
         return program.members.filter(pk=self.owner.pk).exists()
 
-    def _sequence_structure(self, seq: SequenceBuilder, errors: _Errors) -> None:
+    def _sequence_structure(self, seq: SequenceBuilder, errors: FieldErrors) -> None:
         path = seq.field_path
         if seq.ra_deg is not None and not 0.0 <= seq.ra_deg < 360.0:
             errors.add(path("ra_deg"), f"RA must be in [0, 360) degrees, got {seq.ra_deg:g}.")
@@ -640,156 +550,3 @@ class RequestBuilder:
                 services.request_mark_submitted(request=request, duration_s=report.duration_s or 0.0, now=now)
         request.refresh_from_db()
         return request
-
-    # -- the API's JSON ---------------------------------------------------------------------
-    @classmethod
-    def from_api_data(cls, data: Any, *, owner: User, is_alert: bool = False, alert_event=None) -> RequestBuilder:
-        """A builder from the API's request JSON. Never raises for bad values: they become errors."""
-        if not isinstance(data, Mapping):
-            builder = cls(owner=owner, program=None, name="-")
-            builder._parse_errors = _Errors()
-            builder._parse_errors.add("request", "Expected a JSON object with name, program and sequences.")
-            return builder
-        errors = _Errors()
-        _unknown_keys(errors, "", data, REQUEST_KEYS)
-        program = _resolve_program(errors, data.get("program"))
-        builder = cls(owner=owner, program=program, name=data.get("name"), is_alert=is_alert, alert_event=alert_event)
-        for path, messages in errors.by_path.items():
-            for message in messages:
-                builder._parse_errors.add(path, message)
-        errors = builder._parse_errors
-        sequences = data.get("sequences")
-        if sequences is None:
-            errors.add("sequences", "This field is required.")
-            sequences = []
-        elif not isinstance(sequences, list):
-            errors.add("sequences", "Expected a list of sequences.")
-            sequences = []
-        elif len(sequences) > MAX_SEQUENCES_PER_REQUEST:
-            errors.add("sequences", f"At most {MAX_SEQUENCES_PER_REQUEST} sequences per request (got {len(sequences)}).")
-            sequences = []
-        for index, item in enumerate(sequences):
-            path = f"sequences[{index}]"
-            if not isinstance(item, Mapping):
-                errors.add(path, "Expected an object.")
-                builder.sequences.append(SequenceBuilder(builder, path, dict.fromkeys(SEQUENCE_FIELD_PATHS)))
-                continue
-            _unknown_keys(errors, path, item, SEQUENCE_KEYS)
-            target = _object(errors, f"{path}.target", item.get("target"), TARGET_KEYS, required=True)
-            window = _object(errors, f"{path}.window", item.get("window"), WINDOW_KEYS, required=True)
-            constraints = _object(errors, f"{path}.constraints", item.get("constraints"), CONSTRAINT_KEYS,
-                                  required=False)
-            sequence = builder.add_sequence(
-                name=item.get("name"), target_name=target.get("name"), ra_deg=target.get("ra_deg"),
-                dec_deg=target.get("dec_deg"), window_start=window.get("start"), window_end=window.get("end"),
-                priority=item.get("priority", 5), preferred_start=item.get("preferred_start"),
-                tolerance_early_s=item.get("tolerance_early_s"), tolerance_late_s=item.get("tolerance_late_s"),
-                min_altitude_deg=constraints.get("min_altitude_deg"), max_airmass=constraints.get("max_airmass"),
-                min_moon_separation_deg=constraints.get("min_moon_separation_deg"))
-            albums = _list(errors, f"{path}.albums", item.get("albums"), MAX_ALBUMS_PER_SEQUENCE, "albums")
-            for album_index, album_data in enumerate(albums):
-                album_path = f"{path}.albums[{album_index}]"
-                if not isinstance(album_data, Mapping):
-                    errors.add(album_path, "Expected an object with detector and plans.")
-                    continue
-                _unknown_keys(errors, album_path, album_data, ALBUM_KEYS)
-                album = sequence.add_album(detector=album_data.get("detector"))
-                plans = _list(errors, f"{album_path}.plans", album_data.get("plans"), MAX_PLANS_PER_ALBUM, "plans")
-                for plan_index, plan in enumerate(plans):
-                    plan_path = f"{album_path}.plans[{plan_index}]"
-                    if not isinstance(plan, Mapping):
-                        errors.add(plan_path, "Expected an object with filter, exposure_s and count.")
-                        continue
-                    _unknown_keys(errors, plan_path, plan, PLAN_KEYS)
-                    album.add_plan(filter=plan.get("filter"), exposure_s=plan.get("exposure_s"),
-                                   count=plan.get("count"), binning=plan.get("binning", 1))
-        return builder
-
-    @classmethod
-    def from_request(cls, request: Request, *, owner: User | None = None, name: str | None = None) -> RequestBuilder:
-        """A builder holding a copy of a saved request (to submit a draft, or to clone)."""
-        data = request_to_data(request)
-        if name is not None:
-            data["name"] = name
-        return cls.from_api_data(data, owner=owner or request.owner, is_alert=request.is_alert,
-                                 alert_event=request.alert_event)
-
-
-def _unknown_keys(errors: _Errors, path: str, data: Mapping, allowed: set[str]) -> None:
-    for key in data:
-        if key not in allowed and key not in READ_ONLY_KEYS:
-            errors.add(f"{path}.{key}" if path else str(key), f"Unknown field (expected one of {', '.join(sorted(allowed))}).")
-
-
-def _object(errors: _Errors, path: str, value: Any, allowed: set[str], *, required: bool) -> Mapping:
-    if value is None:
-        if required:
-            errors.add(path, "This field is required.")
-        return {}
-    if not isinstance(value, Mapping):
-        errors.add(path, f"Expected an object with {', '.join(sorted(allowed))}.")
-        return {}
-    _unknown_keys(errors, path, value, allowed)
-    return value
-
-
-def _list(errors: _Errors, path: str, value: Any, limit: int, what: str) -> list:
-    if value is None:
-        errors.add(path, "This field is required.")
-        return []
-    if not isinstance(value, list):
-        errors.add(path, f"Expected a list of {what}.")
-        return []
-    if len(value) > limit:
-        errors.add(path, f"At most {limit} {what} (got {len(value)}).")
-        return []
-    return value
-
-
-def _resolve_program(errors: _Errors, value: Any) -> ScientificProgram | None:
-    if value is None or value == "":
-        errors.add("program", "This field is required.")
-        return None
-    query = ScientificProgram.objects.all()
-    if isinstance(value, int) and not isinstance(value, bool):
-        program = query.filter(pk=value).first()
-    elif isinstance(value, str) and value.strip().isdigit():
-        program = query.filter(pk=int(value.strip())).first()
-    elif isinstance(value, str):
-        program = query.filter(name=value.strip()).first()
-    else:
-        errors.add("program", "Expected a program id (or name).")
-        return None
-    if program is None:
-        errors.add("program", f"No program {value!r}.")
-    return program
-
-
-def request_to_data(request: Request) -> dict[str, Any]:
-    """A saved request in the API's input JSON (what ``from_api_data`` reads back)."""
-
-    def utc(value: datetime | None) -> str | None:
-        return format_utc(value) if value else None
-
-    sequences = []
-    for seq in request.sequences.all().prefetch_related("albums__detector", "albums__plans__filter"):
-        sequences.append({
-            "name": seq.name,
-            "target": {"name": seq.target_name, "ra_deg": seq.ra_deg, "dec_deg": seq.dec_deg},
-            "window": {"start": utc(seq.window_start), "end": utc(seq.window_end)},
-            "preferred_start": utc(seq.preferred_start),
-            "tolerance_early_s": seq.tolerance_early_s,
-            "tolerance_late_s": seq.tolerance_late_s,
-            "priority": seq.priority,
-            "constraints": {"min_altitude_deg": seq.min_altitude_deg, "max_airmass": seq.max_airmass,
-                            "min_moon_separation_deg": seq.min_moon_separation_deg},
-            "albums": [{"detector": album.detector.name,
-                        "plans": [{"filter": plan.filter.name, "exposure_s": plan.exposure_s, "count": plan.count,
-                                   "binning": plan.binning} for plan in album.plans.all()]}
-                       for album in seq.albums.all()],
-        })
-    return {"name": request.name, "program": request.program_id, "sequences": sequences}
-
-
-__all__ = ["ALERT_PRIORITY", "AlbumBuilder", "RequestBuilder", "RequestInvalid", "SequenceBuilder",
-           "ValidationReport", "format_utc", "parse_dec_deg", "parse_ra_deg", "parse_utc", "request_to_data"]
