@@ -11,6 +11,7 @@ import pytest
 import time_machine
 
 from alert_manager import services
+from alert_manager.services import follow_up, intake, processing
 from alert_manager.tests.conftest import CORPUS_DIR
 from pyrosapp.models import Alert, AlertEvent, Request
 
@@ -29,9 +30,9 @@ def _when(entry: dict[str, Any]) -> datetime:
 @pytest.fixture
 def processed_corpus(corpus, alert_observatory, monkeypatch):  # noqa: ANN001, ANN201
     calls: list[dict] = []
-    monkeypatch.setattr(services, "alert_queue", lambda *, alert_id: True)
-    monkeypatch.setattr(services, "_preempt", lambda **kw: calls.append(kw))
-    monkeypatch.setattr(services, "_repoint", lambda **kw: calls.append(kw))
+    monkeypatch.setattr(intake, "alert_queue", lambda *, alert_id: True)
+    monkeypatch.setattr(follow_up, "_preempt", lambda **kw: calls.append(kw))
+    monkeypatch.setattr(follow_up, "_repoint", lambda **kw: calls.append(kw))
     ivorn_of_file: dict[str, str] = {}
     for entry in sorted(corpus, key=_when):
         raw = (CORPUS_DIR / entry["file"]).read_bytes()
@@ -121,16 +122,16 @@ def test_chunks_give_the_same_events_and_outcomes_as_alert_by_alert(corpus, aler
     """A burst's chunk takes the bulk path for its quiet notices (test packets, not-a-GRB, not pointable...):
     over the whole corpus, processed 10 packets per call, every grouping and outcome is that of the per-alert
     path, one packet per call."""
-    monkeypatch.setattr(services, "alert_queue", lambda *, alert_id: True)
-    monkeypatch.setattr(services, "_preempt", lambda **kw: None)
-    monkeypatch.setattr(services, "_repoint", lambda **kw: None)
-    monkeypatch.setattr(services, "_point_now", lambda **kw: True)
+    monkeypatch.setattr(intake, "alert_queue", lambda *, alert_id: True)
+    monkeypatch.setattr(follow_up, "_preempt", lambda **kw: None)
+    monkeypatch.setattr(follow_up, "_repoint", lambda **kw: None)
+    monkeypatch.setattr(follow_up, "_point_now", lambda **kw: True)
     entries = sorted(corpus, key=_when)
     results = []
-    bulk_ok = services._may_be_quiet
+    bulk_ok = processing._may_be_quiet
     for chunk_size in (1, 10):
         # The reference: every packet alone through the per-alert path (the bulk path switched off).
-        monkeypatch.setattr(services, "_may_be_quiet", bulk_ok if chunk_size > 1 else lambda *a, **kw: False)
+        monkeypatch.setattr(processing, "_may_be_quiet", bulk_ok if chunk_size > 1 else lambda *a, **kw: False)
         caplog.clear()
         for start in range(0, len(entries), chunk_size):
             chunk = entries[start:start + chunk_size]

@@ -10,6 +10,7 @@ from pathlib import Path
 from django.db import OperationalError
 
 from alert_manager import intake, services
+from alert_manager.services import processing
 from alert_manager.tests.helpers import NIGHT, swift_packet
 from pyrosapp.models import Alert
 
@@ -55,7 +56,7 @@ def test_database_down_spools_the_whole_batch(db, messages, monkeypatch, tmp_pat
 
     monkeypatch.setattr(Alert.objects, "bulk_create", db_down)
     assert services.alert_receive_many(packets=[(raw, time.time()) for raw in burst]) == [None] * 5
-    assert sorted(p.read_bytes() for p in (tmp_path / "alert-spool").glob("*.xml")) == sorted(burst)
+    assert sorted(p.read_bytes() for p in (tmp_path / "alert-spool" / "incoming").glob("*.xml")) == sorted(burst)
     assert messages == []
 
 
@@ -118,7 +119,7 @@ def test_a_failing_bulk_write_falls_back_to_one_by_one(alert_observatory, messag
     def broken(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(services, "_bulk_save", broken)
+    monkeypatch.setattr(processing, "_bulk_save", broken)
     assert services.alert_process_many(alert_ids=ids) == 5
     assert set(Alert.objects.filter(pk__in=ids).values_list("status", flat=True)) == {Alert.Status.IGNORED}
     assert Alert.objects.filter(pk__in=ids, event__isnull=False).count() == 5
@@ -126,14 +127,14 @@ def test_a_failing_bulk_write_falls_back_to_one_by_one(alert_observatory, messag
 
 def test_a_parser_crash_rejects_that_alert_and_the_chunk_goes_on(alert_observatory, messages, monkeypatch) -> None:  # noqa: ANN001
     ids = services.alert_receive_many(packets=[(raw, time.time()) for raw in _burst(3, 309000)])
-    real = services.parse_voevent
+    real = processing.parse_voevent
 
     def parse(raw: bytes):  # noqa: ANN202
         if b"309001" in raw:
             raise RuntimeError("unexpected parser failure")
         return real(raw)
 
-    monkeypatch.setattr(services, "parse_voevent", parse)
+    monkeypatch.setattr(processing, "parse_voevent", parse)
     assert services.alert_process_many(alert_ids=ids) == 3
     statuses = dict(Alert.objects.filter(pk__in=ids).values_list("pk", "status"))
     assert statuses == {ids[0]: Alert.Status.IGNORED, ids[1]: Alert.Status.REJECTED, ids[2]: Alert.Status.IGNORED}

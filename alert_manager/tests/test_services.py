@@ -12,6 +12,7 @@ import time_machine
 from django.db import OperationalError
 
 from alert_manager import services
+from alert_manager.services import follow_up, intake, processing
 from alert_manager.tests.helpers import NIGHT, svom_packet, swift_packet, zenith_ra_dec
 from alert_manager.tests.packets import make_packet
 from pyrosapp.models import Alert, AlertEvent, Log, Request, Sequence, Strategy
@@ -21,7 +22,7 @@ from pyrosapp.models import Alert, AlertEvent, Log, Request, Sequence, Strategy
 def queued(monkeypatch) -> list[int]:  # noqa: ANN001
     """Record what intake queues instead of publishing to a broker."""
     ids: list[int] = []
-    monkeypatch.setattr(services, "alert_queue", lambda *, alert_id: ids.append(alert_id) or True)
+    monkeypatch.setattr(intake, "alert_queue", lambda *, alert_id: ids.append(alert_id) or True)
     return ids
 
 
@@ -36,9 +37,9 @@ def telescope_calls(monkeypatch) -> _TelescopeCalls:  # noqa: ANN001
     """The majordome's pre-emption and re-pointing calls (they move the mount: out of this process)."""
     calls = _TelescopeCalls()
     # The direct slew of the latency path: recorded apart, and reported as commanded.
-    monkeypatch.setattr(services, "_point_now", lambda **kw: (calls.pointed.append(kw), True)[1])
-    monkeypatch.setattr(services, "_preempt", lambda **kw: calls.append(("preempt", kw)))
-    monkeypatch.setattr(services, "_repoint", lambda **kw: calls.append(("repoint", kw)))
+    monkeypatch.setattr(follow_up, "_point_now", lambda **kw: (calls.pointed.append(kw), True)[1])
+    monkeypatch.setattr(follow_up, "_preempt", lambda **kw: calls.append(("preempt", kw)))
+    monkeypatch.setattr(follow_up, "_repoint", lambda **kw: calls.append(("repoint", kw)))
     return calls
 
 
@@ -95,20 +96,22 @@ def test_database_down_spools_the_packet_and_process_pending_imports_it(db, queu
                                                                        tmp_path: Path, settings) -> None:  # noqa: ANN001
     settings.VAR_DIR = tmp_path
     raw = swift_packet("BAT_GRB_Pos", 100004, 1, NIGHT, 10.0, 20.0, 0.05)
-    real_insert = services._insert_alert
+    real_insert = intake._insert_alert
 
     def db_down(**kwargs):  # noqa: ANN003, ANN202
         raise OperationalError("could not connect to server")
 
-    monkeypatch.setattr(services, "_insert_alert", db_down)
+    monkeypatch.setattr(intake, "_insert_alert", db_down)
     assert services.alert_receive(raw=raw) is None
-    spooled = list((tmp_path / "alert-spool").glob("*.xml"))
+    spooled = list((tmp_path / "alert-spool" / "incoming").glob("*.xml"))  # the one spool alert-intake reads
     assert [p.read_bytes() for p in spooled] == [raw]
 
-    monkeypatch.setattr(services, "_insert_alert", real_insert)
-    services.alert_process_pending()
+    monkeypatch.setattr(intake, "_insert_alert", real_insert)
+    services.alert_process_pending()  # too fresh: alert-intake's to import
+    assert not Alert.objects.exists()
+    services.alert_process_pending(pending_after_s=0)
     assert bytes(Alert.objects.get().raw_xml) == raw
-    assert not list((tmp_path / "alert-spool").glob("*.xml"))
+    assert not list((tmp_path / "alert-spool" / "incoming").glob("*.xml"))
     assert len(queued) == 1
 
 
@@ -359,8 +362,8 @@ def test_processing_commits_do_not_wait_for_the_disk_but_intake_commits_do(postg
             return cursor.fetchone()[0]
 
     seen: list[str] = []
-    real = services._process_rows
-    monkeypatch.setattr(services, "_process_rows", lambda *a, **kw: (seen.append(setting()), real(*a, **kw))[1])
+    real = processing._process_rows
+    monkeypatch.setattr(processing, "_process_rows", lambda *a, **kw: (seen.append(setting()), real(*a, **kw))[1])
     first = services.alert_receive(raw=swift_packet("BAT_GRB_Pos", 308000, 1, NIGHT, 10.0, 20.0, 0.05, role="test"))
     assert setting() == "on"
     services.alert_process(alert_id=first)

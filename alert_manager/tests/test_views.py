@@ -10,6 +10,7 @@ from django.urls import reverse
 
 from alert_manager import selectors, services
 from alert_manager.packet_rewrite import as_fresh_burst
+from alert_manager.services import follow_up, intake
 from alert_manager.tests.conftest import CORPUS_DIR, corpus_entries
 from alert_manager.tests.helpers import NIGHT, swift_packet, zenith_ra_dec
 from alert_manager.tests.packets import make_packet
@@ -21,9 +22,9 @@ from pyrosapp.tests.factories import UserFactory
 
 @pytest.fixture
 def pipeline(alert_observatory, monkeypatch):  # noqa: ANN001, ANN201
-    monkeypatch.setattr(services, "alert_queue", lambda *, alert_id: True)
-    monkeypatch.setattr(services, "_preempt", lambda **kw: None)
-    monkeypatch.setattr(services, "_repoint", lambda **kw: None)
+    monkeypatch.setattr(intake, "alert_queue", lambda *, alert_id: True)
+    monkeypatch.setattr(follow_up, "_preempt", lambda **kw: None)
+    monkeypatch.setattr(follow_up, "_repoint", lambda **kw: None)
 
     def ingest(raw: bytes, when: datetime) -> Alert:
         with time_machine.travel(when, tick=False):
