@@ -6,7 +6,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from majordome import selectors, services
+from majordome import controls, selectors
 from majordome.state_machine import InvalidStateChange
 from user_manager.roles import IsOperator, IsValidatedUser
 
@@ -43,19 +43,19 @@ class ControlView(APIView):
             if self.action_name == "pause":
                 data = PauseSerializer(data=request.data)
                 data.is_valid(raise_exception=True)
-                services.observatory_pause(when=data.validated_data["when"], by=by)
+                controls.observatory_pause(when=data.validated_data["when"], by=by)
             elif self.action_name == "resume":
-                services.observatory_resume(by=by)
+                controls.observatory_resume(by=by)
             elif self.action_name == "stop":
-                services.observatory_stop(by=by)
+                controls.observatory_stop(by=by)
             elif self.action_name == "abort":
-                aborted = services.observatory_abort(by=by)
+                aborted = controls.observatory_abort(by=by)
                 if aborted is None:
                     return Response({"detail": "no sequence is executing"}, status=status.HTTP_409_CONFLICT)
             elif self.action_name == "close":
-                services.observatory_close(by=by)
+                controls.observatory_close(by=by)
             elif self.action_name == "calibrate":
-                services.observatory_calibrate(by=by)
+                controls.observatory_calibrate(by=by)
         except InvalidStateChange as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         except selectors.ObservatoryNotConfigured as exc:

@@ -68,7 +68,7 @@ def _iso(value):
 
 def observatory_status() -> dict:
     """The JSON of GET /api/observatory/status/ (also the dashboard's status panel)."""
-    from majordome.services import sun_altitude_deg
+    from sky.sun import sun_altitude_deg
 
     state = observatory_state()
     snapshot = state.devices_snapshot or {}
@@ -97,7 +97,7 @@ def observatory_status() -> dict:
         "safe": state.safety == "safe",
         "safety": state.safety,
         "safety_reasons": state.safety_reasons or [],
-        "sun_alt_deg": round(sun_altitude_deg(state.site), 2),
+        "sun_alt_deg": round(sun_altitude_deg(state.site, timezone.now()), 2),
         "dome": snapshot.get("dome"),
         "mount": snapshot.get("mount") or {"ra_deg": None, "dec_deg": None, "state": "unknown"},
         "current": current,

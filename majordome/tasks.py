@@ -1,10 +1,46 @@
+"""The majordome's tasks. Each keeps the queue of the process that holds the right INDI connection
+(routes in pyros/celery.py): the monitoring poll and close/park on `monitoring`, sequences and
+calibrations on `execution` (one at a time), the tick and messages from lower layers on `default`.
+
+Execution is at-most-once: the message is acknowledged on receipt (a killed worker does not replay a
+half-done sequence on the hardware); the tick detects the dead execution by its heartbeat and resumes
+it from the database state."""
+
 from __future__ import annotations
 
 from celery import shared_task
 
-from majordome import services
+from majordome import controls, execution, night, safety
+
+# A night-long sequence is possible; the watcher and heartbeat, not a time limit, guard it.
+_LONG = {"soft_time_limit": 6 * 3600, "time_limit": 6 * 3600 + 60, "acks_late": False}
 
 
 @shared_task(name="pyros.majordome.tick", soft_time_limit=30, time_limit=40, ignore_result=True, expires=15)
 def tick() -> str:
-    return services.majordome_tick()
+    return night.majordome_tick()
+
+
+@shared_task(name="pyros.majordome.poll", soft_time_limit=20, time_limit=30, ignore_result=True, expires=10)
+def poll() -> None:
+    safety.safety_poll()
+
+
+@shared_task(name="pyros.majordome.close_and_park", soft_time_limit=600, time_limit=660)
+def close_and_park(*, reason: str) -> list[str]:
+    return safety.make_safe(reasons=[reason], wait=True, stop_running=False)
+
+
+@shared_task(name="pyros.majordome.execute_sequence", **_LONG)
+def execute_sequence(*, sequence_id: int, token: str) -> str:
+    return execution.sequence_execute(sequence_id=sequence_id, token=token)
+
+
+@shared_task(name="pyros.majordome.run_calibrations", **_LONG)
+def run_calibrations(*, when: str, token: str) -> int:
+    return execution.calibrations_execute(when=when, token=token)
+
+
+@shared_task(name="pyros.majordome.sequence_withdrawn", soft_time_limit=20, time_limit=30)
+def sequence_withdrawn(*, sequence_id: int, reason: str) -> bool:
+    return controls.sequence_withdrawn(sequence_id=sequence_id, reason=reason)

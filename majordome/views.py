@@ -4,18 +4,18 @@ from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from majordome import selectors, services
+from majordome import controls, selectors
 from majordome.state_machine import InvalidStateChange
 from user_manager.roles import OPERATOR, role_required
 
 ACTIONS = {
-    "pause_deferred": ("Pause after the current plan", lambda by: services.observatory_pause(when="deferred", by=by)),
-    "pause_immediate": ("Pause now", lambda by: services.observatory_pause(when="immediate", by=by)),
-    "resume": ("Resume", lambda by: services.observatory_resume(by=by)),
-    "stop": ("Stop the night", lambda by: services.observatory_stop(by=by)),
-    "abort": ("Abort the current sequence", lambda by: services.observatory_abort(by=by)),
-    "close": ("Close the dome and park", lambda by: services.observatory_close(by=by)),
-    "calibrate": ("Take calibrations now", lambda by: services.observatory_calibrate(by=by)),
+    "pause_deferred": ("Pause after the current plan", lambda by: controls.observatory_pause(when="deferred", by=by)),
+    "pause_immediate": ("Pause now", lambda by: controls.observatory_pause(when="immediate", by=by)),
+    "resume": ("Resume", lambda by: controls.observatory_resume(by=by)),
+    "stop": ("Stop the night", lambda by: controls.observatory_stop(by=by)),
+    "abort": ("Abort the current sequence", lambda by: controls.observatory_abort(by=by)),
+    "close": ("Close the dome and park", lambda by: controls.observatory_close(by=by)),
+    "calibrate": ("Take calibrations now", lambda by: controls.observatory_calibrate(by=by)),
 }
 
 

@@ -1,6 +1,7 @@
 """Monitoring: read the weather station and the devices, keep a compact history, decide safety.
 
-The poll runs every PYROS_MONITORING_PERIOD_S seconds (beat). Readings come from the INDI
+A device-facing library (layer 6): a poll returns a snapshot and a safety verdict; the majordome,
+which owns the observatory state, runs it every PYROS_MONITORING_PERIOD_S seconds and acts on it. Readings come from the INDI
 connection's cached properties (the drivers push updates), so a poll costs milliseconds; the
 history keeps one row per PYROS_HISTORY_EVERY_S, plus every change of safety."""
 
@@ -8,13 +9,13 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
-from django.db.models import F
 from django.utils import timezone
 
-from monitoring.safety import Reading, evaluate, unsafe_reasons
+from monitoring.safety import Reading, SafetyVerdict, evaluate, unsafe_reasons
 from pyrosapp.models import DeviceStatus, WeatherReading
 
 log = logging.getLogger("pyros.monitoring")
@@ -30,20 +31,20 @@ def _due(key: str, every_s: float) -> bool:
     return False
 
 
-def monitoring_poll(*, observatory=None, now: datetime | None = None) -> dict:
-    """One poll: snapshot, history, safety. Returns the snapshot."""
-    from majordome import services as majordome
-    from majordome.selectors import observatory_state
+@dataclass(frozen=True)
+class Poll:
+    """One poll: what the devices say now (``snapshot``, shown as is on the dashboard) and the verdict."""
 
+    snapshot: dict
+    verdict: SafetyVerdict
+    devices_reachable: bool
+
+
+def monitoring_poll(*, observatory, previous_safety: str, ok_since: datetime | None,
+                    now: datetime | None = None) -> Poll:
+    """Read the weather station and the devices (``observatory`` None: unreachable), keep the history and
+    decide safety. Returns the snapshot and the verdict; acting on it is the majordome's."""
     now = now or timezone.now()
-    if observatory is None:
-        from majordome.device_link import get_observatory
-
-        try:
-            observatory = get_observatory()
-        except Exception as exc:
-            observatory = None
-            log.warning("devices unreachable: %s", exc)
     snapshot: dict = {"time": now.isoformat()}
     reading = None
     if observatory is not None:
@@ -52,26 +53,18 @@ def monitoring_poll(*, observatory=None, now: datetime | None = None) -> dict:
         snapshot["dome"] = _read_dome(observatory)
         snapshot["camera"] = _read_camera(observatory)
         snapshot["filter_wheel"] = _read_wheel(observatory)
-    state = observatory_state()
-    if _without_time(snapshot) != _without_time(state.devices_snapshot or {}):
-        # Something a person would see changed: bump the version so live clients refetch.
-        type(state).objects.filter(pk=state.pk).update(devices_snapshot=snapshot, version=F("version") + 1)
-    else:
-        type(state).objects.filter(pk=state.pk).update(devices_snapshot=snapshot)
-
     reasons = unsafe_reasons(reading, now=now, limits=settings.PYROS_SAFETY_LIMITS)
     if observatory is None:
         reasons = ["devices unreachable"]
-    verdict = evaluate(reasons=reasons, previous=state.safety, ok_since=state.conditions_ok_since, now=now,
+    verdict = evaluate(reasons=reasons, previous=previous_safety, ok_since=ok_since, now=now,
                        hold_s=settings.PYROS_SAFETY_HOLD_S)
-    became_unsafe = verdict.safety == "unsafe" and state.safety != "unsafe"
-    if became_unsafe and observatory is not None:
-        # The reading just said unsafe: commands leave before any bookkeeping.
-        majordome.make_safe_now(reasons=verdict.reasons, observatory=observatory)
-    majordome.observatory_set_safety(safe={"safe": True, "unsafe": False}.get(verdict.safety),
-                                     reasons=verdict.reasons, conditions_ok_since=verdict.conditions_ok_since)
-    _store_history(snapshot, reading, force=verdict.safety != state.safety)
-    return snapshot
+    _store_history(snapshot, reading, force=verdict.safety != previous_safety)
+    return Poll(snapshot=snapshot, verdict=verdict, devices_reachable=observatory is not None)
+
+
+def snapshot_differs(new: dict, old: dict) -> bool:
+    """Whether something a person would see changed (the time of the poll aside)."""
+    return _without_time(new) != _without_time(old)
 
 
 def _without_time(snapshot: dict) -> dict:
@@ -149,27 +142,3 @@ def _store_history(snapshot: dict, reading: Reading | None, *, force: bool) -> N
             DeviceStatus.objects.create(time=now, device=device, state=str(values.get("state")
                                                                            or values.get("shutter") or ""),
                                         values=values)
-
-
-def close_and_park(*, reason: str, observatory=None) -> None:
-    """Operator 'close' / 'stop': close the dome and park the mount now (waits for both)."""
-    if observatory is None:
-        from majordome.device_link import get_observatory
-
-        observatory = get_observatory()
-    log.warning("closing the dome and parking the mount: %s", reason)
-    errors = []
-    try:
-        observatory.camera.abort()
-    except Exception as exc:
-        errors.append(f"camera abort: {exc}")
-    for what, action in (("dome close", lambda: observatory.dome.close_shutter(timeout_s=300)),
-                         ("mount park", lambda: observatory.mount.park(timeout_s=300))):
-        try:
-            action()
-        except Exception as exc:
-            errors.append(f"{what}: {exc}")
-    if errors:
-        log.error("close and park incomplete: %s", "; ".join(errors))
-    else:
-        log.info("dome closed and mount parked")

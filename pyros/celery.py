@@ -24,12 +24,17 @@ QUEUES = ("alerts", "execution", "scheduling", "monitoring", "analysis", "defaul
 # listed goes to `default`. Specific task names may override their app's queue.
 ROUTES_BY_APP = {
     "alert_manager": "alerts",
-    "observation_manager": "execution",
     "scheduler": "scheduling",
-    "monitoring": "monitoring",
     "analyzer": "analysis",
 }
-ROUTES_BY_TASK: dict[str, str] = {}
+# The majordome's tasks run where the right device connection is: the poll and close/park in the
+# monitoring worker, sequences and calibrations in the execution worker (one at a time).
+ROUTES_BY_TASK: dict[str, str] = {
+    "pyros.majordome.poll": "monitoring",
+    "pyros.majordome.close_and_park": "monitoring",
+    "pyros.majordome.execute_sequence": "execution",
+    "pyros.majordome.run_calibrations": "execution",
+}
 
 
 def route_task(name, args, kwargs, options, task=None, **kw):
@@ -82,7 +87,7 @@ def _beat_schedule() -> dict:
     from pyros.env import env_float
 
     return {
-        "monitoring-poll": {"task": "pyros.monitoring.poll",
+        "monitoring-poll": {"task": "pyros.majordome.poll",
                             "schedule": timedelta(seconds=env_float("PYROS_MONITORING_PERIOD_S", 1.0))},
         "majordome-tick": {"task": "pyros.majordome.tick",
                            "schedule": timedelta(seconds=env_float("PYROS_MAJORDOME_TICK_S", 5.0))},

@@ -146,8 +146,8 @@ def test_operator_pause_and_resume_from_the_dashboard(require_chromium, demo, li
 
 def test_the_progress_bar_advances_while_a_sequence_executes(require_chromium, night_observatory, live_server,
                                                              page, screenshot_dir):
-    from observation_manager.services import sequence_execute
-    from observation_manager.tests.test_execution import claim, make_request
+    from majordome.execution import sequence_execute
+    from majordome.tests.test_execution import claim, make_request
 
     seed, _port = night_observatory
     _request, sequence = make_request(seed, plans=(("R", 4.0, 2), ("V", 4.0, 2)), name="Progress field")

@@ -80,7 +80,7 @@ def test_pause_deferred_waits_for_the_current_plan(operator):
     assert state.mode == "automatic" and state.pause_requested == "deferred" and state.abort_sequence_id is None
     assert response.json()["pause_requested"] == "deferred"
     Sequence.objects.filter(pk=seq.pk).update(status="completed")
-    from observation_manager.services import _apply_deferred_pause
+    from majordome.execution import _apply_deferred_pause
 
     _apply_deferred_pause(state.pk)
     assert ObservatoryState.objects.get().mode == "paused"
@@ -157,10 +157,10 @@ def test_calibrations_are_refused_while_a_sequence_runs(operator):
 
 
 def test_the_tick_follows_the_sun_and_replans_at_night_start(demo, monkeypatch):
-    from majordome.services import majordome_tick
+    from majordome.night import majordome_tick
 
     replans = []
-    monkeypatch.setattr("scheduler.services.schedule_request_replan", lambda **kw: replans.append(kw))
+    monkeypatch.setattr("majordome.night.schedule_request_replan", lambda **kw: replans.append(kw))
     ObservatoryState.objects.update(phase="dusk")
     majordome_tick()  # the demo site is dark now
     assert ObservatoryState.objects.get().phase == "night"
@@ -171,20 +171,20 @@ def test_the_tick_follows_the_sun_and_replans_at_night_start(demo, monkeypatch):
 
 
 def test_the_night_gets_the_telescope_ready_only_when_safe_and_automatic(demo, monkeypatch):
-    from majordome import services
+    from majordome import night
 
     started = []
-    monkeypatch.setattr("majordome.device_link.get_observatory", lambda **kw: object())
-    monkeypatch.setattr(services, "_in_thread", lambda what, action: started.append(what))
+    monkeypatch.setattr("majordome.night.get_observatory", lambda **kw: object())
+    monkeypatch.setattr(night, "_in_thread", lambda what, action: started.append(what))
     parked = {"mount": {"parked": True}, "dome": {"shutter": "closed"}}
     ObservatoryState.objects.update(devices_snapshot=parked)
-    assert services.ready_for_the_night(ObservatoryState.objects.get()) is True
+    assert night.ready_for_the_night(ObservatoryState.objects.get()) is True
     assert started == ["mount unpark", "dome open"]
     started.clear()
     ObservatoryState.objects.update(devices_snapshot={"mount": {"parked": False}, "dome": {"shutter": "open"}})
-    assert services.ready_for_the_night(ObservatoryState.objects.get()) is False and started == []
+    assert night.ready_for_the_night(ObservatoryState.objects.get()) is False and started == []
     # the tick does it only at night, safe and automatic
     ObservatoryState.objects.update(devices_snapshot=parked, safety="unsafe")
-    monkeypatch.setattr(services, "_replan", lambda reason: None)
-    services.majordome_tick()
+    monkeypatch.setattr(night, "schedule_request_replan", lambda **kw: None)
+    night.majordome_tick()
     assert started == []

@@ -70,6 +70,14 @@ class ObservatoryState(models.Model):
     # watcher sees it within a fraction of a second and aborts the devices itself.
     abort_sequence_id = models.BigIntegerField(null=True, blank=True)
     abort_reason = models.CharField(max_length=300, blank=True)
+
+    class StopKind(models.TextChoices):
+        # What the stop means for the sequence: it is planned again (pre-emption, pause, weather,
+        # operator stop/close) or it ends (an operator's abort, a cancelled request).
+        INTERRUPT = "interrupt", "interrupt: the sequence goes back to pending"
+        END = "end", "end: the sequence ends with what it has done"
+
+    abort_kind = models.CharField(max_length=10, choices=StopKind.choices, blank=True)
     calibrations_done = models.JSONField(default=dict, blank=True, help_text='{"dusk": "2026-11-21", ...}')
     progress = models.JSONField(default=dict, blank=True)
     # Latest mount/dome/weather snapshot from monitoring, so status reads are one row.

@@ -96,6 +96,8 @@ class Sequence(models.Model):
     # Which execution attempt owns the sequence (a dead worker's claim is detected by its heartbeat).
     execution_token = models.CharField(max_length=64, blank=True)
     execution_heartbeat = models.DateTimeField(null=True, blank=True)
+    # Executions ended by a transient device error and planned again (one retry; see majordome.night).
+    device_retries = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
         ordering = ["request", "order", "id"]

@@ -42,18 +42,18 @@ def main() -> int:
     from django.utils import timezone
 
     call_command("migrate", verbosity=0)
-    from common.request_builder import RequestBuilder
     from common.testing import celery_worker, wait_until, zenith_target
     from devices.observatory import connect
     from devices.simulators.control import set_weather
     from devices.testing import running_simulators
     from majordome.device_link import get_observatory, reset_observatory
+    from majordome.dispatch import majordome_dispatch, sequence_claim
+    from majordome.execution import sequence_execute
+    from majordome.safety import safety_poll as monitoring_poll
     from majordome.selectors import observatory_state
-    from majordome.services import majordome_dispatch, sequence_claim
-    from monitoring.services import monitoring_poll
-    from observation_manager.services import sequence_execute
     from pyros.demo import seed_demo
     from pyrosapp.models import Image, ObservatoryState, Sequence, Telescope
+    from routine_manager.builder import RequestBuilder
 
     seed = seed_demo()
     Telescope.objects.update(settle_s=0.0)
