@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 export PYROS_WEB_PORT ?= 8000
 export PYROS_WEB_HOST ?= 127.0.0.1
 
-.PHONY: run test bench lint check install install-dev migrate seed clean-var
+.PHONY: run test test-fast bench lint check install install-dev migrate seed clean-var
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null || { echo "PyROS needs $(PYTHON) (voevent-parse does not install on 3.12+)"; exit 1; }
@@ -40,11 +40,16 @@ run: seed
 test: install-dev
 	PYROS_VAR_DIR=$${PYROS_VAR_DIR:-$(CURDIR)/var/test} $(PY) -m pytest
 
+# The quick loop while editing: no browser, nothing marked slow.
+test-fast: install-dev
+	PYROS_VAR_DIR=$${PYROS_VAR_DIR:-$(CURDIR)/var/test} $(PY) -m pytest -m "not browser and not slow"
+
 bench: install-dev
 	$(PY) scripts/bench/run_all.py
 
 lint: install-dev
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	$(PY) manage.py makemigrations --check --dry-run
 
 clean-var:

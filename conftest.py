@@ -69,8 +69,10 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--
 
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args):
+    # pytest-playwright's `page` needs this fixture before any test fixture runs: checking here skips
+    # (or, in CI, fails) browser tests with the reason, instead of erroring on a downloaded browser.
     if CHROMIUM is None:
-        return browser_type_launch_args
+        service_missing("Debian's chromium is not installed (apt-get install chromium)")
     real = "/usr/lib/chromium/chromium" if Path("/usr/lib/chromium/chromium").exists() else CHROMIUM
     return {**browser_type_launch_args, "executable_path": real, "args": CHROMIUM_ARGS, "headless": True}
 

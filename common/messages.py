@@ -19,16 +19,17 @@ from django.db import transaction
 log = logging.getLogger("pyros.common")
 
 
-def send_now(name: str, /, **kwargs) -> bool:
-    """Send ``name`` with keyword arguments now; False (logged) when the broker refused it."""
+def send_now(name: str, /, *, countdown_s: float = 0.0, **kwargs) -> bool:
+    """Send ``name`` with keyword arguments now (to run ``countdown_s`` later); False (logged) when the
+    broker refused it. ``countdown_s`` is this helper's own argument, never passed to the task."""
     try:
-        current_app.send_task(name, kwargs=kwargs)
+        current_app.send_task(name, kwargs=kwargs, countdown=countdown_s or None)
     except Exception as exc:  # noqa: BLE001 - the caller's periodic sweep is the fallback; say so in the log
         log.warning("message %s(%s) not sent: %s", name, ", ".join(f"{k}={v!r}" for k, v in kwargs.items()), exc)
         return False
     return True
 
 
-def send_after_commit(name: str, /, **kwargs) -> None:
+def send_after_commit(name: str, /, *, countdown_s: float = 0.0, **kwargs) -> None:
     """Send ``name`` with keyword arguments once the current transaction commits (at once outside one)."""
-    transaction.on_commit(lambda: send_now(name, **kwargs))
+    transaction.on_commit(lambda: send_now(name, countdown_s=countdown_s, **kwargs))
