@@ -1,6 +1,6 @@
 """The shared tables of PyROS, split by topic. Apps own the logic; this app owns the tables."""
 
-from .alerts import Alert, AlertEvent, Strategy
+from .alerts import Alert, AlertEvent, AlertStreamHealth, Strategy
 from .images import AnalysisResult, CalibrationMaster, Image
 from .logs import Log
 from .monitoring import DeviceStatus, ObservatoryState, WeatherReading
@@ -11,7 +11,7 @@ from .scheduling import Schedule, ScheduleHasSequences
 from .users import User
 
 __all__ = [
-    "Alert", "AlertEvent", "Strategy", "AnalysisResult", "CalibrationMaster", "Image", "Log", "DeviceStatus",
+    "Alert", "AlertEvent", "AlertStreamHealth", "Strategy", "AnalysisResult", "CalibrationMaster", "Image", "Log", "DeviceStatus",
     "ObservatoryState", "WeatherReading", "Detector", "Dome", "Filter", "FilterWheel", "Site", "Telescope",
     "Allocation", "Period", "ScientificProgram", "Album", "Plan", "Request", "Sequence", "Schedule",
     "ScheduleHasSequences", "User",
