@@ -162,13 +162,14 @@ class _DuplicateIvorn(Exception):
 
 
 def _insert_alert(*, raw: bytes, sha256: str, received_at: datetime, ivorn: str | None, status: str, reason: str,
-                  received_unix: float) -> int:
+                  received_unix: float, **origin) -> int:
+    """One INSERT; ``origin`` are the transport fields of a Kafka message (topic, partition, offset...)."""
     try:
         with transaction.atomic():
             alert = Alert.objects.create(
                 ivorn=ivorn, raw_xml=raw, sha256=sha256, received_at=received_at, status=status,
-                status_reason=reason[:500], timings={"received": received_unix},
-                processed_at=received_at if status == Alert.Status.REJECTED else None,
+                status_reason=reason[:500], timings={"received": received_unix, **origin.pop("timings", {})},
+                processed_at=received_at if status == Alert.Status.REJECTED else None, **origin,
             )
         return alert.pk
     except IntegrityError:

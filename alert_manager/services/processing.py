@@ -19,6 +19,7 @@ from alert_manager.grouping import (
     event_with_notice,
     group_notice,
 )
+from alert_manager.notices_json import parse_kafka_message
 from alert_manager.services.follow_up import _act, _decide_without_telescope, _Outcome, _StatusChange
 from alert_manager.services.grouping import _candidate_events_many, _event_name, _group, _grouping_lock
 from alert_manager.triage import triage
@@ -26,6 +27,15 @@ from alert_manager.voevent import ParsedNotice, VOEventRejected, parse_voevent
 from pyrosapp.models import Alert, AlertEvent, Strategy
 
 log = logging.getLogger("pyros.alert_manager")
+
+
+def parse_stored(alert: Alert) -> ParsedNotice:
+    """Parse a stored message whatever its transport and format: a VOEvent (VTP, or Kafka's VOEvent topics)
+    or a JSON notice of a Kafka topic. Raises VOEventRejected (NoticeRejected is one) with the reason."""
+    raw = bytes(alert.raw_xml)
+    if alert.payload_format == Alert.Format.JSON or alert.kafka_topic:
+        return parse_kafka_message(raw, topic=alert.kafka_topic)
+    return parse_voevent(raw)
 
 # --- Processing (alerts worker) ---------------------------------------------------------------
 
@@ -130,7 +140,7 @@ def _process_rows(alerts: list[Alert], started: float, *, loaded: float) -> int:
     for alert in alerts:
         timings = {**alert.timings, "task_started": started, "loaded": loaded}
         try:
-            notice = parse_voevent(bytes(alert.raw_xml))
+            notice = parse_stored(alert)
         except VOEventRejected as exc:
             log.warning("alert %s rejected: %s", alert.pk, exc.reason)
             quiet.append(_Quiet(alert, None, _Outcome(Alert.Status.REJECTED, exc.reason), timings))
