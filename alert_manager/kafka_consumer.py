@@ -79,7 +79,7 @@ def _split_csv(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
-def _normalize_topics(topics: Iterable[str]) -> tuple[str, ...]:
+def normalize_topics(topics: Iterable[str]) -> tuple[str, ...]:
     result: list[str] = []
     for topic in topics:
         if not _TOPIC_RE.match(topic):
@@ -118,7 +118,7 @@ class KafkaSettings:
         if not self.group.strip():
             raise KafkaConfigError("PYROS_KAFKA_GROUP must not be empty")
         object.__setattr__(self, "bootstrap", ",".join(_split_csv(self.bootstrap)))
-        object.__setattr__(self, "topics", _normalize_topics(self.topics))
+        object.__setattr__(self, "topics", normalize_topics(self.topics))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> KafkaSettings:

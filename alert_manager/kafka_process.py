@@ -22,6 +22,9 @@ from datetime import UTC, datetime
 
 log = logging.getLogger("pyros.alert_manager.kafka")
 
+# How often the process looks at the operators' topic choice.
+TOPICS_CHECK_S = 5.0
+
 
 def _ensure_django() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pyros.settings")
@@ -83,10 +86,25 @@ def main() -> None:
         save_health(None, configured=False, detail=settings.why_not_configured)
         stop.wait()
         return
-    log.warning("GCN Kafka intake: %s", settings.describe())
-    save_health(None, configured=True, detail=settings.describe())
-    intake = KafkaIntake(settings, store=store, on_health=lambda snap: save_health(snap, detail=settings.describe()))
-    intake.run(stop)
+    while not stop.is_set():
+        log.warning("GCN Kafka intake: %s", settings.describe())
+        save_health(None, configured=True, detail=settings.describe())
+        intake = KafkaIntake(settings, store=store,
+                             on_health=lambda snap, s=settings: save_health(snap, detail=s.describe()))
+        runner = threading.Thread(target=intake.run, args=(stop,), name="kafka-intake", daemon=True)
+        runner.start()
+        # Operators may choose other topics on the Alert streams page: re-subscribe when they do.
+        while runner.is_alive() and not stop.wait(TOPICS_CHECK_S):
+            chosen = kafka_settings()
+            if chosen.topics != settings.topics:
+                log.warning("GCN Kafka topics changed: %s", ", ".join(chosen.topics))
+                intake.stop()
+                runner.join(60)
+                settings = chosen
+                break
+        else:
+            runner.join(60)
+            return
 
 
 if __name__ == "__main__":

@@ -114,3 +114,71 @@ def corpus_packet_bytes(*, file: str) -> bytes | None:
     if corpus_dir().resolve() not in path.parents:
         return None
     return path.read_bytes()
+
+
+# --- Alert streams ----------------------------------------------------------------------------------
+# The alert-kafka process reports its health at least every second; older than this, it is not running.
+KAFKA_REPORT_STALE_S = 15.0
+
+
+@dataclass(frozen=True)
+class StreamStatus:
+    source: str  # "kafka" / "vtp"
+    title: str
+    level: str  # ok / warning / error / off
+    summary: str
+    detail: dict
+
+
+def kafka_stream_status(*, now=None) -> StreamStatus:  # noqa: ANN001
+    """GCN Kafka as its intake last reported it (AlertStreamHealth), judged now."""
+    from alert_manager.kafka_consumer import health_status
+    from pyrosapp.models import AlertStreamHealth
+
+    now = now or timezone.now()
+    row = AlertStreamHealth.objects.filter(source="kafka").first()
+    if row is None:
+        return StreamStatus("kafka", "GCN Kafka", "off", "the alert-kafka process has never reported (is it running?)",
+                            {"topics_chosen": []})
+    detail = {"snapshot": row.snapshot or {}, "configured": row.configured, "detail": row.detail,
+              "topics_chosen": row.topics or [], "updated": row.updated}
+    if not row.configured:
+        return StreamStatus("kafka", "GCN Kafka", "off", row.detail or "not configured", detail)
+    age_s = (now - row.updated).total_seconds()
+    if age_s > KAFKA_REPORT_STALE_S:
+        return StreamStatus("kafka", "GCN Kafka", "error",
+                            f"no report from the alert-kafka process for {age_s:.0f} s: it is not running", detail)
+    if not row.snapshot:
+        return StreamStatus("kafka", "GCN Kafka", "warning", f"starting ({row.detail})", detail)
+    level, sentence = health_status(row.snapshot, now=now.timestamp(), stale_after=KAFKA_REPORT_STALE_S)
+    return StreamStatus("kafka", "GCN Kafka", level, sentence, detail)
+
+
+def vtp_stream_status(*, now=None) -> StreamStatus:  # noqa: ANN001
+    """Comet (VTP): its port answering, and what arrived by VTP lately."""
+    import socket
+
+    now = now or timezone.now()
+    port = settings.PYROS_COMET_PORT
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            listening = True
+    except OSError:
+        listening = False
+    vtp = Alert.objects.filter(transport=Alert.Transport.VTP)
+    last = vtp.order_by("-received_at").values("received_at", "stream", "notice_type").first()
+    day = vtp.filter(received_at__gte=now - timedelta(hours=24)).count()
+    detail = {"port": port, "listening": listening, "last": last, "last_24h": day}
+    if not listening:
+        return StreamStatus("vtp", "Comet (VTP)", "warning",
+                            f"Comet does not answer on 127.0.0.1:{port} (local injection and partner VTP feeds)", detail)
+    return StreamStatus("vtp", "Comet (VTP)", "ok", f"listening on port {port}; {day} packet(s) in 24 h", detail)
+
+
+def alert_stream_alarms(*, now=None) -> list[str]:  # noqa: ANN001
+    """What would make PyROS miss a GRB alert, in words, for the dashboard: a configured GCN Kafka stream that is
+    silent (no heartbeat for 60 s), disconnected or not running."""
+    status = kafka_stream_status(now=now)
+    if status.level == "error":
+        return [f"GCN Kafka: {status.summary}"]
+    return []

@@ -9,6 +9,8 @@ urlpatterns = [
     path("<int:pk>/", views.event_detail, name="event_detail"),
     path("packets/<int:pk>/", views.alert_detail, name="alert_detail"),
     path("send-test/", views.send_test_packet, name="send_test"),
+    path("streams/", views.streams, name="streams"),
+    path("streams/topics/", views.streams_topics, name="streams_topics"),
     path("strategies/", views.strategy_list, name="strategy_list"),
     path("strategies/<int:pk>/switch/", views.strategy_switch, name="strategy_switch"),
 ]

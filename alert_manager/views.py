@@ -109,3 +109,41 @@ def strategy_switch(request, pk: int):
     services.strategy_activate(strategy=strategy, active=active)
     messages.success(request, f"Strategy {strategy.name!r} {'activated' if active else 'deactivated'}.")
     return redirect("alert_manager:strategy_list")
+
+
+@role_required(ASTRONOMER)
+def streams(request):
+    """Alert streams: each source (GCN Kafka, Comet VTP) with its health; operators choose the Kafka topics."""
+    from alert_manager.kafka_consumer import DEFAULT_TOPICS, HEARTBEAT_TOPIC
+
+    kafka = selectors.kafka_stream_status()
+    snapshot = kafka.detail.get("snapshot") or {}
+    chosen = kafka.detail.get("topics_chosen") or []
+    known = list(dict.fromkeys([*DEFAULT_TOPICS, *chosen, *(t["topic"] for t in snapshot.get("topics", []))]))
+    known = [t for t in known if t != HEARTBEAT_TOPIC]
+    return render(request, "alert_manager/streams.html", {
+        "kafka": kafka, "snapshot": snapshot, "vtp": selectors.vtp_stream_status(),
+        "known_topics": known, "chosen": set(chosen or DEFAULT_TOPICS), "env_topics": settings.PYROS_KAFKA_TOPICS_ENV,
+        "heartbeat_topic": HEARTBEAT_TOPIC,
+    })
+
+
+@require_POST
+@role_required(OPERATOR)
+def streams_topics(request):
+    """Operators choose the GCN Kafka topics; the alert-kafka process re-subscribes within seconds."""
+    from alert_manager.kafka_consumer import KafkaConfigError, normalize_topics
+
+    topics = [t.strip() for t in request.POST.getlist("topics") if t.strip()]
+    extra = request.POST.get("extra", "").replace(",", " ").split()
+    try:
+        chosen = [t for t in normalize_topics([*topics, *extra]) if t != "gcn.heartbeat"]
+    except KafkaConfigError as exc:
+        messages.error(request, f"Not saved: {exc}")
+        return redirect("alert_manager:streams")
+    if not chosen:
+        messages.error(request, "Not saved: choose at least one topic (PyROS would receive no alert).")
+        return redirect("alert_manager:streams")
+    services.kafka_topics_choose(topics=chosen, by=request.user)
+    messages.success(request, f"{len(chosen)} topic(s) saved; the Kafka intake subscribes to them within seconds.")
+    return redirect("alert_manager:streams")

@@ -16,6 +16,7 @@ from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET
 
+from alert_manager.selectors import alert_in_progress, alert_stream_alarms
 from dashboard import selectors
 from majordome.selectors import ObservatoryNotConfigured, active_site, observatory_status
 from monitoring.selectors import latest_weather
@@ -45,15 +46,15 @@ def _url_or_none(name: str, *args: Any) -> str | None:
 
 
 def alert_banner_context() -> dict[str, Any]:
-    """The burst being observed or waiting for visibility (alert_manager's selector), with its link."""
-    try:
-        from alert_manager.selectors import alert_in_progress
-    except ImportError:  # alert_manager's selectors have not landed: no banner rather than a broken page
-        return {"alert": None}
+    """The burst being observed or waiting for visibility (alert_manager's selector), with its link, and the
+    alarms of the alert streams (GRB alerts that would be missed: a silent GCN Kafka stream...)."""
+    alarms = alert_stream_alarms()
+    streams_url = _url_or_none("alert_manager:streams")
     event = alert_in_progress()
     if event is None:
-        return {"alert": None}
-    return {"alert": event, "alert_url": _url_or_none("alert_manager:event_detail", event.pk)}
+        return {"alert": None, "stream_alarms": alarms, "streams_url": streams_url}
+    return {"alert": event, "alert_url": _url_or_none("alert_manager:event_detail", event.pk),
+            "stream_alarms": alarms, "streams_url": streams_url}
 
 
 def astronomer_context(user) -> dict[str, Any]:

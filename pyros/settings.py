@@ -229,6 +229,8 @@ CELERY_DB_REUSE_MAX = 1_000_000_000
 PYROS_WEB_PORT = env_int("PYROS_WEB_PORT", 8000)
 PYROS_WEB_HOST = env_str("PYROS_WEB_HOST", "127.0.0.1")
 PYROS_COMET_PORT = env_int("PYROS_COMET_PORT", 8098)
+# GCN Kafka topics fixed by the environment (empty: operators choose them on the Alert streams page).
+PYROS_KAFKA_TOPICS_ENV = env_str("PYROS_KAFKA_TOPICS", "")
 PYROS_COMET_REMOTES = env_list("PYROS_COMET_REMOTES", [])
 PYROS_INDI_HOST = env_str("PYROS_INDI_HOST", "127.0.0.1")
 PYROS_INDI_PORT = env_int("PYROS_INDI_PORT", 7624)
