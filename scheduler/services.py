@@ -37,6 +37,7 @@ from routine_manager.services import sequence_set_status
 from scheduler.algorithm import RunningSequence, ScheduleResult, SequenceSpec, schedule_night
 from scheduler.overheads import SlewModel
 from sky.observability import Site as SkySite
+from routine_manager.duration import AlbumTiming, PlanTiming, TelescopeTiming, sequence_duration_s
 from sky.observability import night_bounds
 
 log = logging.getLogger("pyros.scheduler")
@@ -130,10 +131,6 @@ def sequence_duration_for_schedule_s(sequence: Sequence, telescope: Telescope | 
     albums = _plans_of(sequence)
     if not any(plans for _, plans, _, _ in albums):
         return 0.0
-    try:
-        from routine_manager.duration import AlbumTiming, PlanTiming, TelescopeTiming, sequence_duration_s
-    except ImportError:  # routine_manager's estimate not there yet: exposures + readouts of the longest album
-        return max(sum(p.count * (p.exposure_s + readout_s) for p in plans) for _, plans, readout_s, _ in albums)
     timing = TelescopeTiming(
         slew_rate_deg_s=telescope.slew_rate_deg_s if telescope else 1.0,
         settle_s=telescope.settle_s if telescope else 0.0,
