@@ -116,6 +116,39 @@ def corpus_packet_bytes(*, file: str) -> bytes | None:
     return path.read_bytes()
 
 
+@dataclass(frozen=True)
+class KafkaCorpusMessage:
+    file: str
+    topic: str
+    mission: str
+    kind: str
+    time: str
+
+
+def kafka_corpus_dir() -> Path:
+    """``PYROS_KAFKA_CORPUS`` or ../shared/data/gcn-kafka next to the repository."""
+    configured = os.environ.get("PYROS_KAFKA_CORPUS")
+    return Path(configured) if configured else Path(settings.BASE_DIR).parent / "shared" / "data" / "gcn-kafka"
+
+
+def kafka_corpus_messages() -> list[KafkaCorpusMessage]:
+    index = kafka_corpus_dir() / "index.json"
+    if not index.is_file():
+        return []
+    return [KafkaCorpusMessage(e["file"], e["topic"], e.get("mission") or "", e.get("notice_kind") or "",
+                               e.get("time") or "") for e in json.loads(index.read_text(encoding="utf-8"))]
+
+
+def kafka_corpus_message(*, file: str) -> tuple[str, bytes] | None:
+    """(topic, bytes) of one message named in the Kafka corpus index (never a path outside the corpus)."""
+    entry = next((m for m in kafka_corpus_messages() if m.file == file), None)
+    if entry is None:
+        return None
+    root = kafka_corpus_dir().resolve()
+    path = (root / file).resolve()
+    return (entry.topic, path.read_bytes()) if root in path.parents else None
+
+
 # --- Alert streams ----------------------------------------------------------------------------------
 # The alert-kafka process reports its health at least every second; older than this, it is not running.
 KAFKA_REPORT_STALE_S = 15.0

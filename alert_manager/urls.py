@@ -9,6 +9,7 @@ urlpatterns = [
     path("<int:pk>/", views.event_detail, name="event_detail"),
     path("packets/<int:pk>/", views.alert_detail, name="alert_detail"),
     path("send-test/", views.send_test_packet, name="send_test"),
+    path("send-test/kafka/", views.send_test_kafka, name="send_test_kafka"),
     path("streams/", views.streams, name="streams"),
     path("streams/topics/", views.streams_topics, name="streams_topics"),
     path("strategies/", views.strategy_list, name="strategy_list"),

@@ -93,7 +93,47 @@ def send_test_packet(request):
                 return redirect("alert_manager:event_list")
             messages.warning(request, f"Comet refused the packet: {response.message}")
         return redirect("alert_manager:send_test")
-    return render(request, "alert_manager/send_test.html", {"corpus": corpus, "comet_port": settings.PYROS_COMET_PORT})
+    return render(request, "alert_manager/send_test.html", {
+        "corpus": corpus, "comet_port": settings.PYROS_COMET_PORT, "kafka_corpus": selectors.kafka_corpus_messages(),
+        "kafka_bootstrap": settings.PYROS_KAFKA_BOOTSTRAP})
+
+
+@require_POST
+@role_required(OPERATOR)
+def send_test_kafka(request):
+    """Publish a stored message (or an uploaded one, to the topic given) to the local Kafka cluster."""
+    from alert_manager.kafka_consumer import KafkaPublishError
+    from alert_manager.notices_json import MAX_MESSAGE_BYTES
+
+    upload = request.FILES.get("message")
+    choice = request.POST.get("kafka_file", "")
+    topic = request.POST.get("topic", "").strip()
+    if upload is not None:
+        if upload.size > MAX_MESSAGE_BYTES:
+            messages.error(request, f"The file is larger than {MAX_MESSAGE_BYTES} bytes.")
+            return redirect("alert_manager:send_test")
+        if not topic:
+            messages.error(request, "Give the topic of the uploaded message.")
+            return redirect("alert_manager:send_test")
+        raw = upload.read()
+    elif choice:
+        found = selectors.kafka_corpus_message(file=choice)
+        if found is None:
+            messages.error(request, "Unknown corpus message.")
+            return redirect("alert_manager:send_test")
+        corpus_topic, raw = found
+        topic = topic or corpus_topic
+    else:
+        messages.error(request, "Pick a message from the Kafka corpus or upload a file.")
+        return redirect("alert_manager:send_test")
+    try:
+        partition, offset = services.packet_publish_to_kafka(raw=raw, topic=topic)
+    except (ValueError, KafkaPublishError) as exc:
+        messages.error(request, f"Not published: {exc}")
+        return redirect("alert_manager:send_test")
+    messages.success(request, f"Published to {topic}[{partition}]@{offset}: the Kafka intake stores and processes it "
+                              "within a second (see Alert streams).")
+    return redirect("alert_manager:event_list")
 
 
 @role_required(OPERATOR)

@@ -231,6 +231,8 @@ PYROS_WEB_HOST = env_str("PYROS_WEB_HOST", "127.0.0.1")
 PYROS_COMET_PORT = env_int("PYROS_COMET_PORT", 8098)
 # GCN Kafka topics fixed by the environment (empty: operators choose them on the Alert streams page).
 PYROS_KAFKA_TOPICS_ENV = env_str("PYROS_KAFKA_TOPICS", "")
+# A plain local or partner Kafka cluster (the test page publishes there; the intake reads it instead of GCN).
+PYROS_KAFKA_BOOTSTRAP = env_str("PYROS_KAFKA_BOOTSTRAP", "")
 PYROS_COMET_REMOTES = env_list("PYROS_COMET_REMOTES", [])
 PYROS_INDI_HOST = env_str("PYROS_INDI_HOST", "127.0.0.1")
 PYROS_INDI_PORT = env_int("PYROS_INDI_PORT", 7624)

@@ -35,12 +35,12 @@ from alert_manager.services.intake import (
 from alert_manager.services.processing import alert_process, alert_process_many
 from alert_manager.services.strategy_admin import strategy_activate
 from alert_manager.services.streams import kafka_topics_choose
-from alert_manager.services.test_packets import packet_send_to_broker, zenith_ra_dec
+from alert_manager.services.test_packets import packet_publish_to_kafka, packet_send_to_broker, zenith_ra_dec
 
 __all__ = [
     "OVERSIZE_KEEP_BYTES", "PENDING_AFTER_S", "PROCESS_CHUNK", "STUCK_AFTER_S", "VISIBILITY_HOURS",
     "alert_process", "alert_process_many", "alert_process_pending", "alert_queue", "alert_queue_many",
     "alert_receive", "alert_receive_many", "alerts_queue_override", "event_retract", "extract_ivorn",
     "kafka_topics_choose",
-    "packet_send_to_broker", "strategy_activate", "zenith_ra_dec",
+    "packet_publish_to_kafka", "packet_send_to_broker", "strategy_activate", "zenith_ra_dec",
 ]

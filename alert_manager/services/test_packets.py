@@ -46,3 +46,17 @@ def zenith_ra_dec(*, site, when: datetime) -> tuple[float, float]:  # noqa: ANN0
 
     lst_deg = to_time(when).sidereal_time("mean", longitude=site.longitude_deg * u.deg).deg
     return lst_deg % 360.0, max(-89.0, min(89.0, site.latitude_deg))
+
+
+def packet_publish_to_kafka(*, raw: bytes, topic: str, bootstrap: str | None = None) -> tuple[int, int]:
+    """Publish a message (bytes unchanged) to the local Kafka cluster of PYROS_KAFKA_BOOTSTRAP, as a drill:
+    the alert-kafka process consumes it like a GCN notice. Returns (partition, offset); raises
+    KafkaPublishError (or ValueError when no cluster is configured) with the reason."""
+    from alert_manager.kafka_consumer import publish
+
+    bootstrap = bootstrap if bootstrap is not None else settings.PYROS_KAFKA_BOOTSTRAP
+    if not bootstrap:
+        raise ValueError("no local Kafka cluster: set PYROS_KAFKA_BOOTSTRAP (GCN's own brokers are never written to)")
+    ((partition, offset),) = publish(bootstrap, topic, [raw], timeout=10.0)
+    log.info("test message published to %s %s[%d]@%d (%d bytes)", bootstrap, topic, partition, offset, len(raw))
+    return partition, offset

@@ -85,3 +85,28 @@ def test_astronomers_see_streams_but_cannot_choose_topics(client):
     assert client.get(reverse("alert_manager:streams")).status_code == 200
     assert client.post(reverse("alert_manager:streams_topics"), {"topics": ["igwn.gwalert"]}).status_code == 403
     assert list(AlertStreamHealth.objects.values_list("topics", flat=True)) in ([], [[]])
+
+
+def test_the_test_page_publishes_a_corpus_message_to_the_local_cluster(operator, settings):
+    pytest.importorskip("confluent_kafka")
+    from alert_manager import selectors as sel
+    from alert_manager.kafka_mock import MockCluster
+
+    messages_ = sel.kafka_corpus_messages()
+    if not messages_:
+        pytest.skip("GCN Kafka corpus absent (../shared/data/gcn-kafka)")
+    chosen = next(m for m in messages_ if m.topic == "gcn.notices.einstein_probe.wxt.alert")
+    settings.PYROS_KAFKA_BOOTSTRAP = ""
+    page = operator.get(reverse("alert_manager:send_test")).content.decode()
+    assert 'id="kafka-not-configured"' in page
+    response = operator.post(reverse("alert_manager:send_test_kafka"), {"kafka_file": chosen.file}, follow=True)
+    assert "Not published: no local Kafka cluster" in response.content.decode()
+    with MockCluster([chosen.topic]) as cluster:
+        settings.PYROS_KAFKA_BOOTSTRAP = cluster.bootstrap
+        assert 'id="send-kafka-form"' in operator.get(reverse("alert_manager:send_test")).content.decode()
+        response = operator.post(reverse("alert_manager:send_test_kafka"), {"kafka_file": chosen.file}, follow=True)
+        assert f"Published to {chosen.topic}[0]@0" in response.content.decode()
+        # a name outside the corpus index is refused
+        response = operator.post(reverse("alert_manager:send_test_kafka"), {"kafka_file": "../../etc/passwd"},
+                                 follow=True)
+        assert "Unknown corpus message" in response.content.decode()
