@@ -72,14 +72,17 @@ class Watcher(threading.Thread):
             row = ObservatoryState.objects.filter(pk=self.state_id).values(
                 "abort_sequence_id", "abort_reason", "abort_kind").first() or {}
             if row.get("abort_sequence_id") == ctl.sequence_id:
-                self._stop(row.get("abort_reason") or "aborted", interrupts=row.get("abort_kind") != StopKind.END,
-                           mount=True)
+                self._stop(row.get("abort_reason") or "aborted", interrupts=row.get("abort_kind") != StopKind.END)
                 return
             status = Sequence.objects.filter(pk=ctl.sequence_id).values_list("status", flat=True).first()
             if status in (lifecycle.CANCELLED, lifecycle.EXPIRED):
-                self._stop(f"request {status}", interrupts=False, mount=False)
+                self._stop(f"request {status}", interrupts=False)
 
-    def _stop(self, reason: str, *, interrupts: bool, mount: bool) -> None:
+    def _stop(self, reason: str, *, interrupts: bool) -> None:
+        # The exposure always stops. The mount only when this execution's own slew must end (an operator's
+        # abort, a cancellation): whoever interrupts commands the mount itself (a pre-emption slews it to the
+        # burst, unsafe weather and an operator's stop park it), and aborting it here would cancel that.
+        mount = not interrupts and self.control.snapshot().get("step") in ("slewing", "settling")
         if not self.control.request_stop(reason=reason, interrupts=interrupts):
             return
         log.info("sequence %s: stopping (%s)", self.control.sequence_id, reason)
