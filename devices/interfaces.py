@@ -82,6 +82,32 @@ class WeatherReadings:
     time_utc: datetime
 
 
+@dataclass(frozen=True)
+class FocuserState:
+    """Absolute position in motor steps (0..``max_position``), the focuser's temperature probe
+    (``None`` if it has none) and whether it is moving."""
+
+    position: int
+    max_position: int | None
+    temperature_c: float | None
+    moving: bool
+
+
+@dataclass(frozen=True)
+class WatchdogState:
+    """A dead-man watchdog. ``status`` is ``"idle"`` (not armed), ``"armed"`` (expects a heartbeat at
+    least every ``heartbeat_timeout_s``) or ``"triggered"`` (it missed one and ran its shutdown:
+    park the mount, close the dome). ``heartbeat_age_s`` is the time since the device last received
+    a heartbeat (``None`` if never); ``shutdown`` is ``"none"``, ``"running"``, ``"done"`` or
+    ``"failed"``."""
+
+    status: str
+    heartbeat_timeout_s: float
+    heartbeat_age_s: float | None
+    time_left_s: float | None
+    shutdown: str
+
+
 class Operation(Generic[T]):
     """A started device operation (slew, exposure) that another thread may wait on or abort.
 
@@ -285,3 +311,70 @@ class WeatherStation(abc.ABC):
     @abc.abstractmethod
     def refresh(self, *, timeout_s: float = 10.0) -> WeatherReadings:
         """Ask the station for fresh readings and return them (DeviceTimeout if it does not answer)."""
+
+
+class Focuser(abc.ABC):
+    """An absolute focuser: position in motor steps from 0 to :meth:`max_position`."""
+
+    name: str
+
+    @abc.abstractmethod
+    def start_move(self, position: int) -> Operation[None]:
+        """Start a move to an absolute ``position`` (steps); the operation completes when the
+        focuser stopped there. DeviceRefused for a position outside 0..max_position(),
+        DeviceAborted after :meth:`abort`."""
+
+    def move_to(self, position: int, *, timeout_s: float = 120.0) -> None:
+        """Move to ``position`` and block until there (aborts the move on timeout)."""
+        operation = self.start_move(position)
+        try:
+            operation.wait(timeout_s)
+        except DeviceTimeout:
+            _abort_quietly(self)
+            raise
+
+    @abc.abstractmethod
+    def abort(self) -> None:
+        """Stop the motion now (DeviceNotFound, permanent, if the focuser cannot abort)."""
+
+    @abc.abstractmethod
+    def position(self) -> int:
+        """Current absolute position, steps (last value the driver sent)."""
+
+    @abc.abstractmethod
+    def max_position(self) -> int | None:
+        """Highest absolute position, steps (None if the driver does not say)."""
+
+    @abc.abstractmethod
+    def temperature_c(self) -> float | None:
+        """Temperature of the focuser's probe (tube temperature), or None without a probe."""
+
+    @abc.abstractmethod
+    def state(self) -> FocuserState:
+        """Position, range, temperature and motion in one snapshot."""
+
+
+class Watchdog(abc.ABC):
+    """A dead-man switch beside the devices: once armed, it expects :meth:`heartbeat` at least every
+    ``heartbeat_timeout_s``; when one is missed it parks the mount and closes the dome by itself
+    (PyROS, its host or its network may be dead by then)."""
+
+    name: str
+
+    @abc.abstractmethod
+    def arm(self, heartbeat_timeout_s: float | None = None, *, timeout_s: float = 10.0) -> None:
+        """Arm it (with a new heartbeat timeout if given, else the device's current one); this
+        counts as a heartbeat. Re-arming a triggered watchdog resets it."""
+
+    @abc.abstractmethod
+    def heartbeat(self, *, timeout_s: float = 5.0) -> None:
+        """Tell the watchdog PyROS is alive (restarts its timer). DeviceRefused once it has
+        triggered (re-arm it) or while its shutdown runs."""
+
+    @abc.abstractmethod
+    def disarm(self, *, timeout_s: float = 10.0) -> None:
+        """Stop watching (no shutdown however long the silence); also clears a triggered state."""
+
+    @abc.abstractmethod
+    def state(self) -> WatchdogState:
+        """Armed or not, heartbeat age, shutdown progress (last values the driver sent)."""

@@ -3,7 +3,7 @@
 The asyncio loop of the INDI client runs in a background thread; every method here is a plain
 blocking call (Celery workers and Django stay synchronous). Device names are given, taken from
 the environment (``PYROS_INDI_MOUNT``, ``..._DOME``, ``..._FILTER_WHEEL``, ``..._CAMERA``,
-``..._WEATHER``) or discovered from the properties each device defines.
+``..._WEATHER``, ``..._FOCUSER``, ``..._WATCHDOG``) or discovered from the properties each device defines.
 """
 
 from __future__ import annotations
@@ -14,15 +14,31 @@ import os
 import time
 
 from devices.errors import DeviceDisconnected, DeviceNotFound
-from devices.indi.backend import IndiCamera, IndiDome, IndiFilterWheel, IndiMount, IndiWeather
+from devices.indi.backend import (
+    IndiCamera,
+    IndiDome,
+    IndiFilterWheel,
+    IndiFocuser,
+    IndiMount,
+    IndiWatchdog,
+    IndiWeather,
+)
 from devices.indi.link import IndiLink
 from devices.interfaces import Site
 
 logger = logging.getLogger("devices.observatory")
 
-KINDS = ("mount", "dome", "filter_wheel", "camera", "weather")
-# DRIVER_INFO.DRIVER_INTERFACE bits (libindi basedevice.h)
-_INTERFACE_BITS = {"mount": 1, "camera": 2, "filter_wheel": 16, "dome": 32, "weather": 128}
+KINDS = ("mount", "dome", "filter_wheel", "camera", "weather", "focuser", "watchdog")
+# DRIVER_INFO.DRIVER_INTERFACE bits (libindi basedevice.h); a watchdog is only an AUX (1 << 15) device
+_INTERFACE_BITS = {
+    "mount": 1,
+    "camera": 2,
+    "focuser": 8,
+    "filter_wheel": 16,
+    "dome": 32,
+    "weather": 128,
+    "watchdog": 0,  # found by WATCHDOG_HEARTBEAT only
+}
 # properties that identify a device kind when DRIVER_INFO is absent (the built-in simulators)
 _SIGNATURE = {
     "mount": "EQUATORIAL_EOD_COORD",
@@ -30,6 +46,8 @@ _SIGNATURE = {
     "filter_wheel": "FILTER_SLOT",
     "camera": "CCD_EXPOSURE",
     "weather": "WEATHER_PARAMETERS",
+    "focuser": "ABS_FOCUS_POSITION",
+    "watchdog": "WATCHDOG_HEARTBEAT",
 }
 
 
@@ -54,7 +72,8 @@ class _Missing:
 
 class Observatory:
     """The devices of one INDI server. Attributes: ``mount``, ``dome``, ``filter_wheel``,
-    ``camera``, ``weather`` (a device missing on the server raises DeviceNotFound when used)."""
+    ``camera``, ``weather``, ``focuser``, ``watchdog`` (a device missing on the server raises
+    DeviceNotFound when used)."""
 
     def __init__(self, link: IndiLink, names: dict[str, str], site: Site) -> None:
         self.link = link
@@ -76,6 +95,14 @@ class Observatory:
             IndiWeather(link, names["weather"])
             if names.get("weather")
             else _Missing("weather station", link.host, link.port)
+        )
+        self.focuser = (
+            IndiFocuser(link, names["focuser"]) if names.get("focuser") else _Missing("focuser", link.host, link.port)
+        )
+        self.watchdog = (
+            IndiWatchdog(link, names["watchdog"])
+            if names.get("watchdog")
+            else _Missing("watchdog", link.host, link.port)
         )
 
     @property
@@ -193,10 +220,22 @@ def connect(
     camera = found.get("camera")
     if camera and link.vector(camera, "ACTIVE_DEVICES") is not None:
         # the camera takes pointing and filter for its FITS header from these devices
-        active = {"ACTIVE_TELESCOPE": found.get("mount"), "ACTIVE_FILTER": found.get("filter_wheel")}
+        active = {
+            "ACTIVE_TELESCOPE": found.get("mount"),
+            "ACTIVE_FILTER": found.get("filter_wheel"),
+            "ACTIVE_FOCUSER": found.get("focuser"),
+        }
         active = {k: v for k, v in active.items() if v and k in link.vector(camera, "ACTIVE_DEVICES")}
         if active:
             link.call(link.send(camera, "ACTIVE_DEVICES", active), 5.0)
+    watchdog = found.get("watchdog")
+    if watchdog and link.vector(watchdog, "ACTIVE_DEVICES") is not None:
+        # the watchdog parks these when PyROS's heartbeats stop
+        vec = link.vector(watchdog, "ACTIVE_DEVICES")
+        active = {"ACTIVE_TELESCOPE": found.get("mount"), "ACTIVE_DOME": found.get("dome")}
+        active = {k: v for k, v in active.items() if v and k in vec and vec[k] != v}
+        if active:
+            link.call(link.send(watchdog, "ACTIVE_DEVICES", active), 5.0)
     if isinstance(observatory.mount, IndiMount):
         try:
             link.call(

@@ -50,6 +50,7 @@ _RENDER_MAG_LIMIT = 21.0  # render stars fainter than any detection limit, as a 
 # Stars per square degree brighter than V=18 at the Galactic pole; the plane multiplies it.
 _DENSITY_V18_POLE_PER_DEG2 = 600.0
 _COUNT_SLOPE = 0.3  # d log10 N(<m) / dm
+_STAMP_PIXELS_PER_BATCH = 4_000_000  # PSF stamp pixels rendered at once (~100 MB of temporaries)
 
 
 @dataclass(frozen=True)
@@ -348,19 +349,22 @@ def _add_point_sources(
     from scipy.special import erf
 
     offsets = np.arange(-half, half + 1)
-    x0 = np.rint(x_index).astype(np.int64)
-    y0 = np.rint(y_index).astype(np.int64)
-    px = x0[:, None] + offsets[None, :]  # (N, S) pixel indices
-    py = y0[:, None] + offsets[None, :]
     k = 1.0 / (math.sqrt(2.0) * sigma_px)
-    gx = 0.5 * (erf((px + 0.5 - x_index[:, None]) * k) - erf((px - 0.5 - x_index[:, None]) * k))
-    gy = 0.5 * (erf((py + 0.5 - y_index[:, None]) * k) - erf((py - 0.5 - y_index[:, None]) * k))
-    weights = flux_e[:, None, None] * gy[:, :, None] * gx[:, None, :]  # (N, S, S)
-    rows = np.broadcast_to(py[:, :, None], weights.shape)
-    cols = np.broadcast_to(px[:, None, :], weights.shape)
-    inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
-    flat_index = rows[inside] * width + cols[inside]
-    image_e += np.bincount(flat_index, weights=weights[inside], minlength=height * width).reshape(height, width)
+    # stamps of S x S pixels per star: in batches, so a blurred (defocused) field stays within memory
+    batch = max(1, _STAMP_PIXELS_PER_BATCH // len(offsets) ** 2)
+    total = np.zeros(height * width, dtype=np.float64)
+    for start in range(0, len(flux_e), batch):
+        xs, ys, fs = x_index[start : start + batch], y_index[start : start + batch], flux_e[start : start + batch]
+        px = np.rint(xs).astype(np.int64)[:, None] + offsets[None, :]  # (N, S) pixel indices
+        py = np.rint(ys).astype(np.int64)[:, None] + offsets[None, :]
+        gx = 0.5 * (erf((px + 0.5 - xs[:, None]) * k) - erf((px - 0.5 - xs[:, None]) * k))
+        gy = 0.5 * (erf((py + 0.5 - ys[:, None]) * k) - erf((py - 0.5 - ys[:, None]) * k))
+        weights = fs[:, None, None] * gy[:, :, None] * gx[:, None, :]  # (N, S, S)
+        rows = np.broadcast_to(py[:, :, None], weights.shape)
+        cols = np.broadcast_to(px[:, None, :], weights.shape)
+        inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
+        total += np.bincount(rows[inside] * width + cols[inside], weights=weights[inside], minlength=height * width)
+    image_e += total.reshape(height, width)
 
 
 def _wcs_header(header: fits.Header, *, ra_deg: float, dec_deg: float, scale_arcsec_px: float, crpix) -> None:

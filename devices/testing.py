@@ -110,6 +110,20 @@ DEBIAN_DRIVERS = {
     "dome": ("indi_simulator_dome", "Dome Simulator"),
     "weather": ("indi_simulator_weather", "Weather Simulator"),
 }
+# run when installed (indi-bin 1.9.9 has both); the contract skips their cases otherwise
+OPTIONAL_DEBIAN_DRIVERS = {
+    "focuser": ("indi_simulator_focus", "Focuser Simulator"),
+    "watchdog": ("indi_watchdog", "WatchDog"),
+}
+
+
+def _debian_drivers() -> dict[str, tuple[str, str]]:
+    import shutil
+
+    optional = {kind: d for kind, d in OPTIONAL_DEBIAN_DRIVERS.items() if shutil.which(d[0]) is not None}
+    return {**DEBIAN_DRIVERS, **optional}
+
+
 CLONE_NEWNET = 0x40000000
 
 
@@ -222,9 +236,9 @@ class _NamespaceForwarder:
 
 
 class DebianIndi:
-    """Debian's indiserver with the five simulators, in a private network namespace, reachable on
-    ``127.0.0.1:self.port`` of the host through a forwarder. ``restart()`` kills and starts it again
-    behind the same port (for reconnect tests)."""
+    """Debian's indiserver with the five simulators (and focuser and watchdog when installed), in a
+    private network namespace, reachable on ``127.0.0.1:self.port`` of the host through a forwarder.
+    ``restart()`` kills and starts it again behind the same port (for reconnect tests)."""
 
     inner_port = 7624
 
@@ -233,10 +247,11 @@ class DebianIndi:
         self.home.mkdir(parents=True, exist_ok=True)
         self.proc: subprocess.Popen | None = None
         self.forwarder: _NamespaceForwarder | None = None
-        self.names = {kind: name for kind, (_, name) in DEBIAN_DRIVERS.items()}
+        self.drivers = _debian_drivers()
+        self.names = {kind: name for kind, (_, name) in self.drivers.items()}
 
     def _spawn(self) -> subprocess.Popen:
-        drivers = " ".join(exe for exe, _ in DEBIAN_DRIVERS.values())
+        drivers = " ".join(exe for exe, _ in self.drivers.values())
         script = (
             f"ip link set lo up && exec indiserver -p {self.inner_port} -u {self.home}/indiserver.sock -r 0 {drivers}"
         )

@@ -11,7 +11,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from devices import coords
-from devices.errors import DeviceAborted, DeviceError, DeviceNotFound, DeviceProtocolError, DeviceRefused
+from devices.errors import (
+    DeviceAborted,
+    DeviceDisconnected,
+    DeviceError,
+    DeviceNotFound,
+    DeviceProtocolError,
+    DeviceRefused,
+)
 from devices.indi.link import IndiLink
 from devices.interfaces import (
     FRAME_TYPES,
@@ -19,10 +26,14 @@ from devices.interfaces import (
     Dome,
     DomeState,
     FilterWheel,
+    Focuser,
+    FocuserState,
     Mount,
     MountState,
     Operation,
     Site,
+    Watchdog,
+    WatchdogState,
     WeatherReadings,
     WeatherStation,
 )
@@ -524,3 +535,210 @@ class IndiWeather(_IndiDevice, WeatherStation):
 
         self._call(_refresh(), timeout_s)
         return self._readings()
+
+
+def _age_s(vector) -> float:
+    """Seconds since the driver sent ``vector`` (0 if its timestamp is unusable or in the future)."""
+    stamp = getattr(vector, "timestamp", None)
+    if not isinstance(stamp, datetime):
+        return 0.0
+    stamp = stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+    age = (datetime.now(UTC) - stamp).total_seconds()
+    return age if 0.0 <= age < 3600.0 else 0.0
+
+
+class IndiFocuser(_IndiDevice, Focuser):
+    """``ABS_FOCUS_POSITION`` (``FOCUS_ABSOLUTE_POSITION``), ``FOCUS_MAX`` (``FOCUS_MAX_VALUE``),
+    ``FOCUS_TEMPERATURE`` (``TEMPERATURE``), ``FOCUS_ABORT_MOTION`` (``ABORT``)."""
+
+    def position(self) -> int:
+        value = self.link.number(self.name, "ABS_FOCUS_POSITION", "FOCUS_ABSOLUTE_POSITION")
+        if value is None:
+            raise DeviceNotFound("ABS_FOCUS_POSITION not defined (no absolute focuser)", device=self.name)
+        return int(round(value))
+
+    def max_position(self) -> int | None:
+        value = self.link.number(self.name, "FOCUS_MAX", "FOCUS_MAX_VALUE")
+        if value is None:
+            vec = self.link.vector(self.name, "ABS_FOCUS_POSITION")
+            try:
+                value = float(vec.member("FOCUS_ABSOLUTE_POSITION").max) if vec is not None else None
+            except (KeyError, TypeError, ValueError):
+                value = None
+            if not value:  # a max of 0 means "not given"
+                return None
+        return int(round(value))
+
+    def temperature_c(self) -> float | None:
+        return self.link.number(self.name, "FOCUS_TEMPERATURE", "TEMPERATURE")
+
+    def state(self) -> FocuserState:
+        return FocuserState(
+            position=self.position(),
+            max_position=self.max_position(),
+            temperature_c=self.temperature_c(),
+            moving=self.link.state(self.name, "ABS_FOCUS_POSITION") == "Busy",
+        )
+
+    def _check_range(self, position: int) -> None:
+        high = self.max_position() if self.link.vector(self.name, "ABS_FOCUS_POSITION") is not None else None
+        if position < 0 or (high is not None and position > high):
+            raise DeviceRefused(f"focuser position {position} outside 0-{high}", device=self.name)
+
+    async def _move(self, position: int, timeout_s: float) -> None:
+        link = self.link
+        await link.require_vector(self.name, "ABS_FOCUS_POSITION", CONTROL_TIMEOUT_S)
+        self._check_range(position)
+        if self.position() == position and link.state(self.name, "ABS_FOCUS_POSITION") != "Busy":
+            return
+        what = f"focuser move to {position}"
+        epoch, abort_gen = link.epoch, link.abort_generation[self.name]
+        seq = await link.send(self.name, "ABS_FOCUS_POSITION", {"FOCUS_ABSOLUTE_POSITION": str(position)})
+        busy_seen = False
+
+        def progress():
+            # done on Busy then Ok/Idle, or on an Ok/Idle at the target (drivers that move at once,
+            # as Debian's simulator, answer Ok without Busy)
+            nonlocal seq, busy_seen
+            if link.epoch != epoch:
+                return ("disconnected", None)
+            if link.abort_generation[self.name] != abort_gen:
+                return ("aborted", None)
+            for update in link.updates_since(self.name, "ABS_FOCUS_POSITION", seq):
+                seq = update.seq
+                if update.state == "Alert":
+                    return ("alert", update.message)
+                if update.state == "Busy":
+                    busy_seen = True
+                elif update.state in ("Ok", "Idle") and (busy_seen or self.position() == position):
+                    return ("done", update.state)
+            return None
+
+        kind, detail = await link.wait_until(progress, timeout_s, what, device=self.name)
+        if kind == "disconnected":
+            raise DeviceDisconnected(f"{what}: connection to the INDI server lost", device=self.name)
+        if kind == "aborted":
+            raise DeviceAborted(f"{what} aborted", device=self.name)
+        if kind == "alert":
+            raise DeviceRefused(f"{what} failed: {detail or 'driver answered Alert'}", device=self.name)
+        reached = self.position()
+        if abs(reached - position) > 1:
+            raise DeviceRefused(f"focuser stopped at {reached}, not {position}", device=self.name)
+
+    def start_move(self, position: int, *, timeout_s: float = 600.0) -> Operation[None]:
+        if isinstance(position, float) and not math.isfinite(position):
+            raise DeviceRefused(f"invalid focuser position {position}", device=self.name)
+        position = int(round(position))
+        self._check_range(position)
+        return self._operation(self._move(position, timeout_s), "focuser move", self.abort)
+
+    def abort(self) -> None:
+        if self.link.vector(self.name, "FOCUS_ABORT_MOTION") is None:
+            raise DeviceNotFound("focuser cannot abort (no FOCUS_ABORT_MOTION)", device=self.name, permanent=True)
+        self._call(self._abort_motion("FOCUS_ABORT_MOTION"), CONTROL_TIMEOUT_S)
+
+
+class IndiWatchdog(_IndiDevice, Watchdog):
+    """libindi's ``indi_watchdog`` properties: ``WATCHDOG_HEARTBEAT`` (``WATCHDOG_HEARTBEAT_VALUE``,
+    the threshold in seconds; each new value received is a heartbeat), ``WATCHDOG_Trigger``
+    (``TRIGGER_CLIENT``), ``WATCHDOG_SHUTDOWN`` (``PARK_MOUNT``, ``PARK_DOME``); and, when the driver
+    has them (the simulated one), ``WATCHDOG_STATE`` and ``WATCHDOG_TIMER``. Without them (libindi's
+    driver) "triggered" means: its shutdown went Busy since this object armed it."""
+
+    def __init__(self, link: IndiLink, name: str) -> None:
+        super().__init__(link, name)
+        self._armed_seq: int | None = None  # WATCHDOG_SHUTDOWN updates after it mean "it fired"
+
+    def _threshold(self) -> float | None:
+        return self.link.number(self.name, "WATCHDOG_HEARTBEAT", "WATCHDOG_HEARTBEAT_VALUE")
+
+    async def _send_heartbeat(self, value: float, timeout_s: float, what: str) -> None:
+        await self.link.command(
+            self.name,
+            "WATCHDOG_HEARTBEAT",
+            {"WATCHDOG_HEARTBEAT_VALUE": f"{value:.3f}"},
+            timeout_s=timeout_s,
+            what=what,
+        )
+
+    async def _arm(self, heartbeat_timeout_s: float | None, timeout_s: float) -> None:
+        link = self.link
+        await link.require_vector(self.name, "WATCHDOG_HEARTBEAT", timeout_s)
+        if self.state().status == "triggered":
+            # a triggered watchdog takes no heartbeat until it is reset
+            await link.command(
+                self.name, "WATCHDOG_Trigger", {"TRIGGER_CLIENT": "Off"}, timeout_s=timeout_s, what="watchdog reset"
+            )
+        if heartbeat_timeout_s is not None:
+            await self._send_heartbeat(heartbeat_timeout_s, timeout_s, "watchdog threshold")
+        elif not (self._threshold() or 0.0) > 0.0:
+            raise DeviceRefused("the watchdog has no heartbeat timeout: give one", device=self.name)
+        shutdown = link.vector(self.name, "WATCHDOG_SHUTDOWN")
+        if shutdown is not None:
+            wanted = {m: "On" for m in ("PARK_MOUNT", "PARK_DOME") if m in shutdown}
+            if any(shutdown[m] != "On" for m in wanted):
+                await link.command(
+                    self.name, "WATCHDOG_SHUTDOWN", wanted, timeout_s=timeout_s, what="watchdog shutdown procedure"
+                )
+        self._armed_seq = link.last_seq(self.name, "WATCHDOG_SHUTDOWN")
+        await link.command(
+            self.name, "WATCHDOG_Trigger", {"TRIGGER_CLIENT": "On"}, timeout_s=timeout_s, what="watchdog arm"
+        )
+        # libindi's watchdog restarts its timer on a heartbeat only: send one
+        await self._send_heartbeat(self._threshold() or heartbeat_timeout_s or 0.0, timeout_s, "heartbeat")
+
+    def arm(self, heartbeat_timeout_s: float | None = None, *, timeout_s: float = 10.0) -> None:
+        if heartbeat_timeout_s is not None and not (
+            math.isfinite(heartbeat_timeout_s) and 0.0 < heartbeat_timeout_s <= 3600.0
+        ):
+            raise DeviceRefused(f"heartbeat timeout {heartbeat_timeout_s} s out of range (0, 3600]", device=self.name)
+        self._call(self._arm(heartbeat_timeout_s, timeout_s), timeout_s * 5)
+
+    def heartbeat(self, *, timeout_s: float = 5.0) -> None:
+        async def _beat() -> None:
+            await self.link.require_vector(self.name, "WATCHDOG_HEARTBEAT", timeout_s)
+            await self._send_heartbeat(self._threshold() or 0.0, timeout_s, "heartbeat")
+
+        self._call(_beat(), timeout_s)
+
+    def disarm(self, *, timeout_s: float = 10.0) -> None:
+        self._armed_seq = None
+        self._call(
+            self.link.command(
+                self.name, "WATCHDOG_Trigger", {"TRIGGER_CLIENT": "Off"}, timeout_s=timeout_s, what="watchdog disarm"
+            ),
+            timeout_s,
+        )
+
+    def state(self) -> WatchdogState:
+        link = self.link
+        threshold = self._threshold()
+        if threshold is None:
+            raise DeviceNotFound("WATCHDOG_HEARTBEAT not defined", device=self.name)
+        state_vec = link.vector(self.name, "WATCHDOG_STATE")
+        shutdown_state = link.state(self.name, "WATCHDOG_SHUTDOWN")
+        if state_vec is not None:
+            status = next((s.lower() for s in ("TRIGGERED", "ARMED", "IDLE") if _on(state_vec, s)), "idle")
+        else:
+            fired = self._armed_seq is not None and any(
+                u.state == "Busy" for u in link.updates_since(self.name, "WATCHDOG_SHUTDOWN", self._armed_seq)
+            )
+            armed = _on(link.vector(self.name, "WATCHDOG_Trigger"), "TRIGGER_CLIENT") and threshold > 0
+            status = "triggered" if fired or shutdown_state == "Busy" else "armed" if armed else "idle"
+        if status == "triggered":
+            shutdown = {"Busy": "running", "Ok": "done", "Alert": "failed"}.get(shutdown_state or "", "none")
+        else:
+            shutdown = "running" if shutdown_state == "Busy" else "none"
+        age = left = None
+        timer = link.vector(self.name, "WATCHDOG_TIMER")
+        if timer is not None:
+            elapsed = _age_s(timer)
+            reported_age = link.number(self.name, "WATCHDOG_TIMER", "HEARTBEAT_AGE")
+            if reported_age is not None and reported_age >= 0:
+                age = reported_age + elapsed
+            reported_left = link.number(self.name, "WATCHDOG_TIMER", "TIME_LEFT")
+            if status == "armed" and reported_left is not None:
+                left = max(0.0, reported_left - elapsed)
+        return WatchdogState(
+            status=status, heartbeat_timeout_s=threshold, heartbeat_age_s=age, time_left_s=left, shutdown=shutdown
+        )

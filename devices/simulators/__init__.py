@@ -11,7 +11,8 @@ import asyncio
 import logging
 import signal
 
-from devices.simulators.base import DEFAULT_NAMES, SharedState, SimulatorConfig, default_site, patch_indipyserver
+from devices.simulators.base import DEFAULT_NAMES, SharedState, SimulatorConfig, default_site
+from devices.simulators.server import patch_indipyserver
 
 __all__ = ["DEFAULT_NAMES", "SimulatorConfig", "build_drivers", "default_site", "serve"]
 
@@ -21,19 +22,26 @@ logger = logging.getLogger("devices.simulators")
 def build_drivers(config: SimulatorConfig) -> list:
     from devices.simulators.camera import CameraDriver
     from devices.simulators.dome import DomeDriver
+    from devices.simulators.focuser import FocuserDriver
     from devices.simulators.mount import MountDriver
+    from devices.simulators.watchdog import WatchdogDriver
     from devices.simulators.weather import WeatherDriver
     from devices.simulators.wheel import FilterWheelDriver
 
     shared = SharedState(config=config, site=config.site)
-    names = config.names
-    return [
+    names = {**DEFAULT_NAMES, **config.names}
+    drivers = [
         MountDriver(shared, names["mount"]),
         DomeDriver(shared, names["dome"]),
         FilterWheelDriver(shared, names["filter_wheel"]),
+        FocuserDriver(shared, names["focuser"]),
         CameraDriver(shared, names["camera"]),
         WeatherDriver(shared, names["weather"]),
+        WatchdogDriver(shared, names["watchdog"]),
     ]
+    for driver in drivers:
+        shared.drivers.update({device_name: driver for device_name in driver})
+    return drivers
 
 
 async def serve(config: SimulatorConfig, *, host: str = "127.0.0.1", port: int = 7624, max_clients: int = 10) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 
 from devices.interfaces import Site
 from devices.simulators import DEFAULT_NAMES, SimulatorConfig, default_site, serve
+from devices.simulators.base import DEFAULT_WATCHDOG_TIMEOUT_S
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -30,6 +32,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--readout", type=float, default=0.5, help="camera readout time, s (divided by --speed)")
     parser.add_argument("--weather-period", type=float, default=10.0, help="weather update period, s")
     parser.add_argument(
+        "--watchdog-timeout",
+        type=float,
+        default=float(os.environ.get("PYROS_WATCHDOG_S", DEFAULT_WATCHDOG_TIMEOUT_S)),
+        help="watchdog heartbeat threshold at start-up, real seconds (env PYROS_WATCHDOG_S, default 60); "
+        "the watchdog starts disarmed",
+    )
+    parser.add_argument(
         "--no-dome-light-block", action="store_true", help="let light reach the camera with the dome shutter closed"
     )
     for kind, default in DEFAULT_NAMES.items():
@@ -40,6 +49,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--max-clients must be 1-10 (indipyserver's limit)")
     if args.speed <= 0:
         parser.error("--speed must be > 0")
+    if not 0 < args.watchdog_timeout <= 3600:
+        parser.error("--watchdog-timeout must be in (0, 3600] s")
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = SimulatorConfig(
         speed=args.speed,
@@ -49,6 +60,7 @@ def main(argv: list[str] | None = None) -> None:
         readout_s=args.readout,
         weather_period_s=args.weather_period,
         dome_blocks_light=not args.no_dome_light_block,
+        watchdog_timeout_s=args.watchdog_timeout,
     )
     try:
         asyncio.run(serve(config, host=args.host, port=args.port, max_clients=args.max_clients))

@@ -1,5 +1,5 @@
-"""Shared pieces of the simulated observatory: the state the drivers share, vector helpers, and the
-work-around for the indipyserver 0.0.6 busy loop."""
+"""Shared pieces of the simulated observatory: the state the drivers share and vector helpers
+(the indipyserver patches live in :mod:`devices.simulators.server`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import asyncio
 import logging
 import math
 import os
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
 from indipydriver import NumberMember, NumberVector, SwitchMember, SwitchVector, TextMember, TextVector
@@ -23,7 +22,10 @@ DEFAULT_NAMES = {
     "filter_wheel": "PyROS Filter Wheel",
     "camera": "PyROS Camera",
     "weather": "PyROS Weather",
+    "focuser": "PyROS Focuser",
+    "watchdog": "PyROS Watchdog",
 }
+DEFAULT_WATCHDOG_TIMEOUT_S = 60.0
 
 
 def default_site() -> Site:
@@ -33,6 +35,32 @@ def default_site() -> Site:
         longitude_deg=float(os.environ.get("PYROS_SITE_LON", "5.7133")),
         elevation_m=float(os.environ.get("PYROS_SITE_ELEV", "650")),
     )
+
+
+@dataclass
+class FocusModel:
+    """Where the simulated telescope focuses and how stars blur away from it.
+
+    best(T) = best_at_t0 + slope_steps_per_c * (T - t0_c)  (the tube shrinks as it cools);
+    FWHM^2 = seeing^2 + (blur_arcsec_per_step * (position - best(T)))^2.
+    The focuser's temperature starts at ``start_temperature_c`` and drifts by ``drift_c_per_h``
+    (real time: a night cools by a few degrees); the focuser starts at the best focus."""
+
+    best_at_t0: float = 50_000.0
+    t0_c: float = 10.0
+    slope_steps_per_c: float = -40.0
+    blur_arcsec_per_step: float = 0.01
+    start_temperature_c: float = 12.0
+    drift_c_per_h: float = -0.5
+
+    def best_focus(self, temperature_c: float) -> float:
+        return self.best_at_t0 + self.slope_steps_per_c * (temperature_c - self.t0_c)
+
+    def defocus_blur_arcsec(self, position: float, temperature_c: float) -> float:
+        return abs(self.blur_arcsec_per_step * (position - self.best_focus(temperature_c)))
+
+    def fwhm_arcsec(self, seeing_arcsec: float, position: float, temperature_c: float) -> float:
+        return math.hypot(seeing_arcsec, self.defocus_blur_arcsec(position, temperature_c))
 
 
 @dataclass
@@ -49,6 +77,10 @@ class SimulatorConfig:
     readout_s: float = 0.5
     weather_period_s: float = 10.0
     dome_blocks_light: bool = True  # a LIGHT frame with the shutter closed sees the inside of the dome
+    focuser_rate_steps_s: float = 1000.0  # stepper speed (divided by speed like every mechanical time)
+    focuser_max_steps: int = 100_000
+    focus: FocusModel = field(default_factory=lambda: FocusModel())
+    watchdog_timeout_s: float = DEFAULT_WATCHDOG_TIMEOUT_S  # real seconds (not divided by speed)
 
     def scaled(self, seconds: float) -> float:
         return seconds / self.speed
@@ -71,6 +103,17 @@ class SharedState:
     sun_alt_deg: float = -30.0
     moon_illumination: float = 0.0
     moon_separation_deg: float = 90.0
+    seeing_fwhm_arcsec: float = 2.0  # the camera's SIM_SKY seeing (the focuser reports FWHM with it)
+    # the focuser (None without one): the camera blurs its stars by the defocus
+    focus_position: float | None = None
+    focus_temperature_c: float | None = None
+    # every simulated driver by device name (the watchdog parks the mount and dome directly)
+    drivers: dict = field(default_factory=dict)
+
+    def defocus_blur_arcsec(self) -> float:
+        if self.focus_position is None or self.focus_temperature_c is None:
+            return 0.0
+        return self.config.focus.defocus_blur_arcsec(self.focus_position, self.focus_temperature_c)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,54 +230,3 @@ def move_towards(current: float, target: float, max_step: float, *, wrap: bool) 
         return target % 360.0 if wrap else target
     moved = current + math.copysign(max_step, delta)
     return moved % 360.0 if wrap else moved
-
-
-# ---------------------------------------------------------------------------------------------
-# indipyserver 0.0.6 work-around
-# ---------------------------------------------------------------------------------------------
-
-
-def patch_indipyserver() -> None:
-    """indipyserver 0.0.6 spins at 100% CPU after a client disconnects: its read loop treats the
-    empty read at end-of-stream as "no data yet" and loops until a later write fails (~60 s, at the
-    next keep-alive or broadcast). Replace the loop with one that ends on EOF (and drops a client
-    that sends malformed XML, rather than resynchronising on garbage)."""
-    from indipyserver import ipyserver
-
-    if getattr(ipyserver._ClientConnection, "_pyros_patched", False):
-        return
-
-    async def _client_rx(self) -> None:
-        parser = ET.XMLPullParser(events=("start", "end"))
-        parser.feed(b"<root>")
-        depth = 0
-        root_elem = None
-        for ev, el in parser.read_events():
-            if ev == "start":
-                depth += 1
-                root_elem = el
-        while self.connected:
-            data = await self.reader.read(65536)
-            if not data:
-                raise ConnectionError("client closed the connection")  # the missing EOF check
-            try:
-                parser.feed(data)
-            except ET.ParseError:
-                logger.warning("client %s sent malformed XML: dropping the connection", self.con_id)
-                raise ConnectionError("malformed XML from client") from None
-            for event, element in parser.read_events():
-                if event == "start":
-                    depth += 1
-                elif event == "end":
-                    depth -= 1
-                    if depth == 1:
-                        if element.tag in self.TAGS:
-                            if element.tag == "enableBLOB":
-                                self.sendchecker.setpermissions(element)
-                            else:
-                                await self.xml_data_que.put((self.con_id, element))
-                        if root_elem is not None:
-                            root_elem.remove(element)
-
-    ipyserver._ClientConnection._client_rx = _client_rx
-    ipyserver._ClientConnection._pyros_patched = True

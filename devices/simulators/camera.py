@@ -117,6 +117,7 @@ class CameraDriver(IPyDriver):
             [
                 ("ACTIVE_TELESCOPE", "Telescope", shared.config.names["mount"]),
                 ("ACTIVE_FILTER", "Filter", shared.config.names["filter_wheel"]),
+                ("ACTIVE_FOCUSER", "Focuser", shared.config.names.get("focuser", "")),
             ],
             state="Ok",
         )
@@ -184,6 +185,7 @@ class CameraDriver(IPyDriver):
         self.exposing: asyncio.Task | None = None
         self.temp_c = AMBIENT_C
         self.temp_target_c: float | None = None
+        self.shared.seeing_fwhm_arcsec = self.cfg.seeing_fwhm_arcsec
 
     # -- hardware loop: cooler -------------------------------------------------------------
 
@@ -204,8 +206,11 @@ class CameraDriver(IPyDriver):
     # -- exposure ------------------------------------------------------------------------------
 
     def _conditions(self) -> sky.SkyConditions:
+        """Sky conditions now; the stars' FWHM adds the focuser's defocus blur to the seeing."""
+        seeing = float(self.sim_sky["SEEING"])
+        self.shared.seeing_fwhm_arcsec = seeing
         return sky.SkyConditions(
-            seeing_fwhm_arcsec=float(self.sim_sky["SEEING"]),
+            seeing_fwhm_arcsec=math.hypot(seeing, self.shared.defocus_blur_arcsec()),
             moon_illumination=float(self.sim_sky["MOON_ILLUMINATION"]),
             moon_separation_deg=float(self.sim_sky["MOON_SEPARATION"]),
             sun_alt_deg=float(self.sim_sky["SUN_ALT"]),
@@ -223,6 +228,8 @@ class CameraDriver(IPyDriver):
         filter_name: str,
         light_reaches: bool,
         object_name: str,
+        conditions: sky.SkyConditions,
+        focus: tuple[float, float] | None,
     ) -> bytes:
         ra_deg, dec_j2000 = coords.apparent_to_j2000(ra_h, dec_deg, start)
         if frame_type == "LIGHT" and not light_reaches:
@@ -251,11 +258,16 @@ class CameraDriver(IPyDriver):
                 binning=binning,
                 when_utc=start,
                 camera=self.model,
-                conditions=self._conditions(),
+                conditions=conditions,
                 transients=tuple(self.shared.transients),
                 object_name=object_name,
             )
         header["CCD-TEMP"] = (round(self.temp_c, 2), "[C] sensor temperature")
+        if focus is not None:
+            if "SEEING" in header:  # the atmosphere's; the stars' FWHM adds the defocus
+                header["SEEING"] = (round(self.shared.seeing_fwhm_arcsec, 3), "[arcsec] simulated seeing FWHM")
+            header["FOCUSPOS"] = (int(round(focus[0])), "[step] focuser position")
+            header["FOCUSTEM"] = (round(focus[1], 2), "[C] focuser temperature")
         header["OBSERVER"] = self.fits_header["FITS_OBSERVER"]
         header["SITELAT"] = self.shared.site.latitude_deg
         header["SITELONG"] = self.shared.site.longitude_deg
@@ -281,6 +293,10 @@ class CameraDriver(IPyDriver):
                 filter_name=filter_name,
                 light_reaches=self.shared.shutter_open or not self.cfg.dome_blocks_light,
                 object_name=self.fits_header["FITS_OBJECT"],
+                conditions=self._conditions(),
+                focus=None
+                if self.shared.focus_position is None
+                else (self.shared.focus_position, self.shared.focus_temperature_c),
             )
         )
         try:
@@ -386,4 +402,5 @@ class CameraDriver(IPyDriver):
         elif name == "SIM_SKY":
             for k in event:
                 self.sim_sky[k] = event.getfloatvalue(k)
+            self.shared.seeing_fwhm_arcsec = float(self.sim_sky["SEEING"])
             await publish(self.sim_sky, "Ok")

@@ -158,3 +158,66 @@ def set_sky(
     }
     if members:
         send_and_wait(host, port, "number", device, "SIM_SKY", members)
+
+
+def read_numbers(host: str, port: int, device: str, name: str, *, timeout_s: float = 5.0) -> dict[str, float]:
+    """The values of one number vector, asked with ``getProperties`` for that property only."""
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout_s)
+    except OSError as exc:
+        raise DeviceDisconnected(f"cannot reach the simulators at {host}:{port}: {exc}") from exc
+    with sock:
+        request = ET.Element("getProperties", version="1.7", device=device, name=name)
+        sock.sendall(ET.tostring(request))
+        parser = ET.XMLPullParser(events=("end",))
+        parser.feed(b"<root>")
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                data = sock.recv(65536)
+            except TimeoutError:
+                break
+            if not data:
+                raise DeviceDisconnected(f"{host}:{port} closed the connection")
+            parser.feed(data)
+            for _, el in parser.read_events():
+                if el.tag in ("defNumberVector", "setNumberVector") and el.get("device") == device:
+                    if el.get("name") == name:
+                        return {m.get("name"): float((m.text or "").strip()) for m in el}
+    raise DeviceTimeout(f"{name} not received within {timeout_s} s", device=device)
+
+
+def best_focus(host: str = "127.0.0.1", port: int = 7624, *, device: str = DEFAULT_NAMES["focuser"]) -> float:
+    """Where the simulated telescope focuses now (steps): it moves with the focuser's temperature."""
+    return read_numbers(host, port, device, "SIM_BEST_FOCUS")["BEST_FOCUS"]
+
+
+def set_focus(
+    host: str = "127.0.0.1",
+    port: int = 7624,
+    *,
+    temperature_c: float | None = None,
+    best_at_t0: float | None = None,
+    t0_c: float | None = None,
+    slope_steps_per_c: float | None = None,
+    blur_arcsec_per_step: float | None = None,
+    drift_c_per_h: float | None = None,
+    device: str = DEFAULT_NAMES["focuser"],
+) -> None:
+    """Set the focuser's temperature (it drifts on from there) or the focus model
+    (best(T) = best_at_t0 + slope * (T - t0); FWHM^2 = seeing^2 + (blur * (position - best(T)))^2)."""
+    members = {
+        k: v
+        for k, v in {
+            "TEMPERATURE": temperature_c,
+            "BEST_AT_T0": best_at_t0,
+            "T0": t0_c,
+            "SLOPE": slope_steps_per_c,
+            "BLUR": blur_arcsec_per_step,
+            "DRIFT": drift_c_per_h,
+        }.items()
+        if v is not None
+    }
+    if members:
+        send_and_wait(host, port, "number", device, "SIM_FOCUS", members)

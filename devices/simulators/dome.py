@@ -114,6 +114,24 @@ class DomeDriver(IPyDriver):
             self.park_vector["PARK"], self.park_vector["UNPARK"] = "On", "Off"
             await publish(self.park_vector, "Ok", "Dome parked")
 
+    def start_shutter(self, open_: bool) -> asyncio.Task:
+        """Start opening or closing the shutter; returns its task (also used by the watchdog)."""
+        if self.shutter_task is not None and not self.shutter_task.done():
+            self.shutter_task.cancel()
+        self.shutter_task = spawn(self.tasks, self._move_shutter(open_), "shutter")
+        return self.shutter_task
+
+    async def start_park(self, message: str = "Parking") -> asyncio.Task:
+        """Stop slaving and rotate to the park azimuth; returns the rotation task."""
+        self._cancel_rotation()
+        self.following = False
+        if self.autosync["DOME_AUTOSYNC_ENABLE"] == "On":
+            self.autosync["DOME_AUTOSYNC_ENABLE"], self.autosync["DOME_AUTOSYNC_DISABLE"] = "Off", "On"
+            await publish(self.autosync, "Ok")
+        await publish(self.park_vector, "Busy", message)
+        self.rotation = spawn(self.tasks, self._rotate(PARK_AZ_DEG, parking=True), "dome park")
+        return self.rotation
+
     def _cancel_rotation(self) -> bool:
         if self.rotation is not None and not self.rotation.done():
             self.rotation.cancel()
@@ -129,9 +147,7 @@ class DomeDriver(IPyDriver):
             member = on_switch(event)
             if member not in ("SHUTTER_OPEN", "SHUTTER_CLOSE"):
                 return
-            if self.shutter_task is not None and not self.shutter_task.done():
-                self.shutter_task.cancel()
-            self.shutter_task = spawn(self.tasks, self._move_shutter(member == "SHUTTER_OPEN"), "shutter")
+            self.start_shutter(member == "SHUTTER_OPEN")
         elif name == "DOME_ABORT_MOTION":
             stopped = self._cancel_rotation()
             if self.shutter_task is not None and not self.shutter_task.done():
@@ -144,10 +160,7 @@ class DomeDriver(IPyDriver):
         elif name == "DOME_PARK":
             member = on_switch(event)
             if member == "PARK":
-                self._cancel_rotation()
-                self.following = False
-                await publish(self.park_vector, "Busy", "Parking")
-                self.rotation = spawn(self.tasks, self._rotate(PARK_AZ_DEG, parking=True), "dome park")
+                await self.start_park()
             elif member == "UNPARK":
                 self.parked = False
                 self.park_vector["PARK"], self.park_vector["UNPARK"] = "Off", "On"

@@ -240,6 +240,13 @@ class MountDriver(IPyDriver):
             if self.park_vector.state == "Busy":
                 await publish(self.park_vector, "Idle", "Park aborted")
 
+    async def start_park(self, message: str = "Parking") -> asyncio.Task:
+        """Start parking (at the pole); returns the motion task (also used by the watchdog)."""
+        pole = 90.0 if self.site.latitude_deg >= 0 else -90.0
+        await publish(self.park_vector, "Busy", message)
+        self._start_motion(self._slew(self._lst(datetime.now(UTC)), pole, track_after=False, parking=True), "park")
+        return self.motion
+
     def _start_motion(self, coro, what: str) -> None:
         if self.motion is not None and not self.motion.done():
             self.motion.cancel()
@@ -264,11 +271,7 @@ class MountDriver(IPyDriver):
         elif name == "TELESCOPE_PARK":
             member = on_switch(event)
             if member == "PARK":
-                pole = 90.0 if self.site.latitude_deg >= 0 else -90.0
-                await publish(self.park_vector, "Busy", "Parking")
-                self._start_motion(
-                    self._slew(self._lst(datetime.now(UTC)), pole, track_after=False, parking=True), "park"
-                )
+                await self.start_park()
             elif member == "UNPARK":
                 self.parked = False
                 self.park_vector["PARK"] = "Off"

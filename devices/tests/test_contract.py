@@ -16,8 +16,8 @@ import pytest
 from astropy.io import fits
 
 from devices import coords
-from devices.errors import DeviceAborted, DeviceError, DeviceRefused
-from devices.observatory import connect
+from devices.errors import DeviceAborted, DeviceError, DeviceNotFound, DeviceRefused
+from devices.observatory import KINDS, connect
 from devices.testing import (
     debian_indi_unavailable_reason,
     running_debian_simulators,
@@ -90,8 +90,11 @@ def _separation_deg(ra1, dec1, ra2, dec2) -> float:
     return math.degrees(math.acos(max(-1.0, min(1.0, c))))
 
 
-def test_connect_finds_every_device(observatory):
-    assert set(observatory.names) == {"mount", "dome", "filter_wheel", "camera", "weather"}
+def test_connect_finds_every_device(observatory, backend):
+    # Debian: its five simulators, plus indi_simulator_focus and indi_watchdog when installed
+    expected = set(backend.names) if backend.names else set(KINDS)
+    assert {"mount", "dome", "filter_wheel", "camera", "weather"} <= expected
+    assert set(observatory.names) == expected
     state = observatory.mount.state()
     assert -90 <= state.dec_deg <= 90 and 0 <= state.ra_deg < 360
 
@@ -207,6 +210,99 @@ def test_weather_readings(observatory):
     assert readings.temperature_c is not None and -40 < readings.temperature_c < 50
     assert isinstance(readings.station_safe, bool)
     assert (datetime.now(UTC) - readings.time_utc).total_seconds() < 600
+
+
+def _focuser(observatory, backend):
+    if "focuser" not in observatory.names:
+        pytest.skip(f"no focuser simulator on the {backend.kind} server (indi_simulator_focus not installed)")
+    return observatory.focuser
+
+
+def test_focuser_moves_to_an_absolute_position(observatory, backend):
+    focuser = _focuser(observatory, backend)
+    state = focuser.state()
+    assert state.max_position is not None and state.max_position >= 1000
+    assert 0 <= state.position <= state.max_position and not state.moving
+    assert state.temperature_c is None or -50.0 < state.temperature_c < 70.0
+    target = state.position + 300 if state.position + 300 <= state.max_position else state.position - 300
+    focuser.move_to(target, timeout_s=30)
+    assert focuser.position() == target
+    assert not focuser.state().moving
+    focuser.move_to(target, timeout_s=5)  # already there: returns at once
+    for outside in (-1, state.max_position + 1):
+        with pytest.raises(DeviceRefused) as info:
+            focuser.move_to(outside)
+        assert info.value.permanent
+    assert focuser.position() == target
+
+
+def test_focuser_abort_within_a_move(observatory, backend):
+    focuser = _focuser(observatory, backend)
+    if observatory.link.vector(focuser.name, "FOCUS_ABORT_MOTION") is None:
+        with pytest.raises(DeviceNotFound) as info:
+            focuser.abort()
+        assert info.value.permanent
+        pytest.skip(f"{focuser.name} has no FOCUS_ABORT_MOTION (Debian 1.9.9's simulator moves at once)")
+    start = focuser.position()
+    target = start - 30000 if start >= 30000 else start + 30000  # 3 s at --speed 10
+    operation = focuser.start_move(target)
+    time.sleep(0.3)
+    t0 = time.perf_counter()
+    focuser.abort()
+    with pytest.raises(DeviceAborted):
+        operation.wait(5.0)
+    assert time.perf_counter() - t0 < 1.0
+    time.sleep(0.3)
+    stopped = focuser.state()
+    assert not stopped.moving
+    assert min(start, target) < stopped.position < max(start, target)
+    focuser.move_to(start, timeout_s=30)
+    assert focuser.position() == start
+
+
+WATCHDOG_TIMEOUT_S = 3.0
+# after the threshold: ours parks in < 2 s at --speed 10; libindi's watchdog first opens its own INDI
+# client connection (~1 s), then Debian's telescope simulator takes ~23 s to park (measured)
+WATCHDOG_MARGIN_S = {"builtin": 4.0, "debian": 40.0}
+
+
+def test_watchdog_parks_mount_and_dome_when_heartbeats_stop(observatory, backend):
+    if "watchdog" not in observatory.names:
+        pytest.skip(f"no watchdog on the {backend.kind} server (indi_watchdog not installed)")
+    watchdog, mount, dome = observatory.watchdog, observatory.mount, observatory.dome
+    if mount.state().parked:
+        mount.unpark()
+    ra, dec = _target_above_horizon(observatory, 1.0, 45.0)
+    mount.slew_to(ra_deg=ra, dec_deg=dec, timeout_s=120)
+    if dome.state().parked:
+        dome.unpark()
+    dome.open_shutter(timeout_s=60)
+    try:
+        watchdog.arm(WATCHDOG_TIMEOUT_S)
+        assert watchdog.state().status == "armed"
+        for _ in range(8):  # 4 s of heartbeats: longer than the threshold
+            time.sleep(0.5)
+            watchdog.heartbeat()
+        assert watchdog.state().status == "armed"
+        assert mount.state().status == "tracking" and dome.state().shutter == "open"
+        last_beat = time.monotonic()
+        fired_after = None
+        deadline = last_beat + WATCHDOG_TIMEOUT_S + WATCHDOG_MARGIN_S[backend.kind]
+        while time.monotonic() < deadline:
+            m, d = mount.state(), dome.state()
+            if fired_after is None and (m.status in ("parking", "parked") or watchdog.state().status == "triggered"):
+                fired_after = time.monotonic() - last_beat
+            if m.status == "parked" and d.parked and d.shutter == "closed":
+                break
+            time.sleep(0.05)
+        m, d = mount.state(), dome.state()
+        assert m.status == "parked" and d.parked and d.shutter == "closed", f"not safe: {m.status}, {d}"
+        assert fired_after is not None and fired_after >= WATCHDOG_TIMEOUT_S - 0.1
+        assert watchdog.state().status == "triggered"
+    finally:
+        watchdog.disarm()
+    assert watchdog.state().status == "idle"
+    mount.unpark()
 
 
 def test_error_on_a_command_the_driver_refuses(observatory):
