@@ -17,11 +17,15 @@ active site. RequestBuilder gives alert sequences the top priority class (10).
 
 from __future__ import annotations
 
+from collections.abc import Sequence as Seq
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyrosapp.models import AlertEvent, Detector, Request, ScientificProgram, Site, Strategy
+
+if TYPE_CHECKING:
+    from alert_manager.tiling import Tile
 
 DEFAULT_MAX_ERROR_DEG = 0.25  # used only when no active strategy matches (nothing is built then)
 DEFAULT_FIELD_RADIUS_DEG = 0.15
@@ -108,11 +112,7 @@ def sequence_specs(template: dict[str, Any], *, burst_time: datetime, now: datet
         end = burst_time + timedelta(seconds=end_s)
         if end <= start:
             continue  # this part of the follow-up is over (late alert, or a slow cadence already past)
-        albums = tuple(
-            AlbumSpec(album.get("detector") or None,
-                      tuple(PlanSpec(p["filter"], float(p["exposure_s"]), int(p["count"])) for p in album["plans"]))
-            for album in seq["albums"]
-        )
+        albums = _album_specs(seq)
         specs.append(SequenceSpec(str(seq.get("name") or f"sequence {i}"), start, end, albums))
     return specs
 
@@ -156,6 +156,106 @@ def field_radius_deg(detector: Detector | None) -> float:
     if detector is None:
         return DEFAULT_FIELD_RADIUS_DEG
     return min(detector.width_px, detector.height_px) * detector.pixel_scale_arcsec / 2.0 / 3600.0
+
+
+def field_of_view_deg(detector: Detector | None) -> tuple[float, float]:
+    """(width, height) of the detector's field in degrees (unbinned pixels x scale)."""
+    if detector is None:
+        return 2 * DEFAULT_FIELD_RADIUS_DEG, 2 * DEFAULT_FIELD_RADIUS_DEG
+    return (detector.width_px * detector.pixel_scale_arcsec / 3600.0,
+            detector.height_px * detector.pixel_scale_arcsec / 3600.0)
+
+
+def _album_specs(seq: dict[str, Any]) -> tuple[AlbumSpec, ...]:
+    return tuple(
+        AlbumSpec(album.get("detector") or None,
+                  tuple(PlanSpec(p["filter"], float(p["exposure_s"]), int(p["count"])) for p in album["plans"]))
+        for album in seq["albums"]
+    )
+
+
+def tile_albums(template: dict[str, Any]) -> tuple[AlbumSpec, ...]:
+    """What each tile of a tiling is observed with: the albums and plans of the template's first sequence
+    (its ``after_burst_s`` window does not apply: tiles are observed tonight)."""
+    errors = template_errors(template)
+    if errors:
+        raise FollowUpImpossible("invalid strategy template: " + "; ".join(errors))
+    return _album_specs(template["sequences"][0])
+
+
+def tiling_detector(strategy: Strategy, site: Site | None) -> Detector | None:
+    """The detector the tiles are observed with (its field sizes the tiles): the one the template's first album
+    names, else the first camera of the site."""
+    try:
+        named = tile_albums(strategy.template)[0].detector
+    except FollowUpImpossible:
+        named = None
+    if named:
+        found = Detector.objects.select_related("telescope", "filter_wheel").filter(name__iexact=named).first()
+        if found is not None:
+            return found
+    return default_detector(site or active_site())
+
+
+def _format_probability(p: float) -> str:
+    return f"{p:.2f}" if p >= 0.01 else f"{p:.1e}"
+
+
+def tile_sequence_name(event_name: str, tile: Tile) -> str:
+    return f"{event_name} tile {tile.rank} (P={_format_probability(tile.probability)})"
+
+
+def build_tiles_request(
+    *, event: AlertEvent, strategy: Strategy, tiles: Seq[Tile], window_end: datetime, now: datetime,
+    site: Site | None, name: str,
+) -> Request:
+    """One request whose sequences are ``tiles`` in rank order (the caller holds the event's lock).
+
+    Each sequence points at its tile's centre, with the template's first albums and plans, inside
+    ``[now, window_end]`` (tonight). Alert sequences all have the top priority, so the order is given by
+    the sequence order and by staggered preferred starts (a preference, without tolerances: tile k is
+    preferred once tiles 1..k-1 could be done, and not before it rises); the first tile is pre-empted by
+    the caller when it is observable now.
+    """
+    from routine_manager.builder import ALERT_PRIORITY, RequestBuilder, RequestInvalid
+    from routine_manager.duration import AlbumTiming, PlanTiming, TelescopeTiming, sequence_duration_s
+
+    if not tiles:
+        raise FollowUpImpossible("no tile to observe")
+    albums = tile_albums(strategy.template)
+    program = alert_program()
+    detector = tiling_detector(strategy, site)
+    builder = RequestBuilder(owner=program.pi, program=program, name=name, is_alert=True, alert_event=event)
+    step_s = 0.0
+    if detector is not None:
+        telescope = detector.telescope
+        step_s = sequence_duration_s(
+            TelescopeTiming(telescope.slew_rate_deg_s, telescope.settle_s, telescope.acquisition_s),
+            [AlbumTiming(detector.readout_s, 0.0, [PlanTiming(p.filter_name, p.exposure_s, p.count) for p in a.plans])
+             for a in albums],
+            slew_deg=max(tiles[0].fov_width_deg, tiles[0].fov_height_deg))
+    cursor = now
+    for tile in tiles:
+        start = max(cursor, tile.observable_from_utc)
+        preferred = min(start, window_end - timedelta(seconds=step_s))
+        sequence = builder.add_sequence(
+            name=tile_sequence_name(event.name, tile), target_name=f"{event.name} tile {tile.rank}",
+            ra_deg=tile.ra_deg % 360.0, dec_deg=tile.dec_deg, window_start=now, window_end=window_end,
+            priority=ALERT_PRIORITY, preferred_start=preferred if preferred >= now else None,
+            min_altitude_deg=strategy.min_altitude_deg,
+        )
+        cursor = start + timedelta(seconds=step_s)
+        for album_spec in albums:
+            detector_name = album_spec.detector or (detector.name if detector else None)
+            if detector_name is None:
+                raise FollowUpImpossible("no detector on the active site to observe with")
+            album = sequence.add_album(detector=detector_name)
+            for plan in album_spec.plans:
+                album.add_plan(filter=plan.filter_name, exposure_s=plan.exposure_s, count=plan.count)
+    try:
+        return builder.save(submit=True, check_observability=False, now=now)
+    except RequestInvalid as exc:
+        raise FollowUpImpossible(f"the tiling request built by strategy {strategy.name!r} is invalid: {exc}") from exc
 
 
 def build_follow_up_request(

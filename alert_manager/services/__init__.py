@@ -1,6 +1,7 @@
 """Writes of the alert manager, one module per topic: ``intake`` (store a packet, queue it, recover what
 an outage left), ``processing`` (parse, triage, group, act; the bulk path), ``grouping`` (one event per
-burst), ``follow_up`` (point, request, pre-empt, retract), ``strategy_admin``, ``test_packets``.
+burst), ``follow_up`` (point, request, pre-empt, retract), ``tiled_follow_up`` (sky maps and wide error circles
+observed as tiles), ``strategy_admin``, ``test_packets``.
 
 Latency path (``alert_process``): claim the row -> parse (~0.1 ms) -> store the parsed fields ->
 group under the grouping lock -> (actionable, observable now) point the telescope -> build the request

@@ -86,6 +86,14 @@ def _act(*, alert: Alert, notice: ParsedNotice, decision: TriageDecision, event:
         # A test retraction (LVK mock events) retracts its test event: visible, and nothing to cancel.
         _set_event_status(event, AlertEvent.Status.RETRACTED, f"test retraction ({decision.reason})")
         return _Outcome(Alert.Status.IGNORED, f"{decision.reason}; test event marked retracted", decision.kind)
+    if (strategy is not None and strategy.tile_large_localisations) or event.tiles:
+        # Sky maps and error circles wider than the field (only for strategies that tile, or tiled events).
+        from alert_manager.services import tiled_follow_up
+
+        tiled = tiled_follow_up.follow_up_tiles(alert=alert, notice=notice, decision=decision, event=event,
+                                                strategy=strategy, timings=timings)
+        if tiled is not None:
+            return tiled
     position = _event_position(event)
     decided = _decide_without_telescope(notice, decision, event.status, position, strategy)
     if decided is not None:
@@ -93,6 +101,13 @@ def _act(*, alert: Alert, notice: ParsedNotice, decision: TriageDecision, event:
         if change is not None:
             _set_event_status(event, change.status, change.reason, only_from=change.only_from)
         return outcome
+    if event.tiles and event.request_id is not None:
+        from alert_manager.services import tiled_follow_up
+
+        if tiled_follow_up.is_tiled(event):
+            # A position the telescope can point at supersedes the tiling of a wider localisation.
+            tiled_follow_up.supersede(event=event, reason=f"superseded by {notice.mission} {notice.notice_type}: "
+                                                          f"error {position.error_deg:.3g} deg, pointed at")
     if event.request_id is None:
         return _Outcome(Alert.Status.PROCESSED,
                         _start_follow_up(event=event, strategy=strategy, position=position, timings=timings),
@@ -195,19 +210,27 @@ def _update_follow_up(*, event: AlertEvent, position: SkyPosition) -> str:
 
 
 def event_retract(*, event: AlertEvent, reason: str) -> str:
-    """Retraction: the event is marked retracted, its request cancelled (time refunded, aborted if executing)."""
+    """Retraction: the event is marked retracted, its request cancelled (time refunded, aborted if executing);
+    so are the earlier requests of a re-planned tiling that still run or wait."""
     with transaction.atomic():
         locked = AlertEvent.objects.select_for_update(of=("self",)).select_related("request").get(pk=event.pk)
         AlertEvent.objects.filter(pk=event.pk).update(status=AlertEvent.Status.RETRACTED,
                                                       status_reason=reason[:500], updated=timezone.now())
         request = locked.request
     event.refresh_from_db()
+    earlier = []
+    if locked.tiles:
+        earlier = list(Request.objects.filter(alert_event=event).exclude(status__in=_FINAL_REQUEST_STATES)
+                       .exclude(pk=locked.request_id))
+        for other in earlier:
+            _cancel_request(request=other, reason=f"retraction: {reason}")
     if request is None:
         return "retracted (no request had been built)"
     if request.status in _FINAL_REQUEST_STATES:
         return f"retracted; request {request.pk} already {request.status}"
     _cancel_request(request=request, reason=f"retraction: {reason}")
-    return f"retracted; request {request.pk} cancelled"
+    more = f" (and earlier tiling request(s) {', '.join(str(r.pk) for r in earlier)})" if earlier else ""
+    return f"retracted; request {request.pk} cancelled{more}"
 
 
 # --- Calls into other apps (lazy imports, one place each) --------------------------------------

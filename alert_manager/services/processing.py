@@ -22,6 +22,7 @@ from alert_manager.grouping import (
 from alert_manager.notices_json import parse_kafka_message
 from alert_manager.services.follow_up import _act, _decide_without_telescope, _Outcome, _StatusChange
 from alert_manager.services.grouping import _candidate_events_many, _event_name, _group, _grouping_lock
+from alert_manager.services.tiled_follow_up import has_localisation
 from alert_manager.triage import triage
 from alert_manager.voevent import ParsedNotice, VOEventRejected, parse_voevent
 from pyrosapp.models import Alert, AlertEvent, Strategy
@@ -165,7 +166,8 @@ def _process_rows(alerts: list[Alert], started: float, *, loaded: float) -> int:
 
 def _may_be_quiet(alert: Alert, notice: ParsedNotice, strategy_for) -> bool:  # noqa: ANN001
     """Whether the bulk path may take this alert: everything but retractions, odd IVORNs (a repeat the intake
-    did not see) and notices that could point the telescope by themselves (those take the latency path)."""
+    did not see), notices that could point the telescope by themselves (those take the latency path) and, for a
+    strategy that tiles large localisations, notices with a sky map or an error circle (``tiled_follow_up``)."""
     if notice.ivorn != alert.ivorn or notice.is_retraction:
         return False
     if not _is_about_an_event(notice):
@@ -176,7 +178,10 @@ def _may_be_quiet(alert: Alert, notice: ParsedNotice, strategy_for) -> bool:  # 
     strategy = strategy_for(mission=notice.mission, notice_type=notice.notice_type)
     if strategy is None or not strategy.triggers:
         return True
-    return not (notice.position_usable and notice.error_deg is not None and notice.error_deg <= strategy.max_error_deg)
+    if notice.position_usable and notice.error_deg is not None and notice.error_deg <= strategy.max_error_deg:
+        return False
+    # A strategy that tiles acts on sky maps and wide error circles (and says why a bad map is not used).
+    return not (strategy.tile_large_localisations and has_localisation(notice))
 
 
 def _process_parsed(alert: Alert, notice: ParsedNotice, timings: dict[str, float], strategy_for) -> None:  # noqa: ANN001
