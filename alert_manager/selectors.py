@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from django.conf import settings
 from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
 
-from pyrosapp.models import Alert, AlertEvent, Image, Strategy
+from pyrosapp.models import Alert, AlertEvent, Image, Sequence, Strategy
 
 # An event counts as "in progress" on the dashboard for this long after its last update.
 IN_PROGRESS_WINDOW = timedelta(hours=12)
@@ -42,9 +43,92 @@ def alert_event_get(*, event_id: int) -> AlertEvent | None:
 
 
 def alert_event_images(*, event: AlertEvent, limit: int = 200) -> QuerySet[Image]:
+    if event.tiles:  # a re-planned tiling: the observed tiles of earlier plans are in earlier requests
+        return Image.objects.filter(sequence__request__alert_event=event).order_by("date_obs")[:limit]
     if event.request_id is None:
         return Image.objects.none()
     return Image.objects.filter(sequence__request_id=event.request_id).order_by("date_obs")[:limit]
+
+
+# --- Tiles of a large localisation ------------------------------------------------------------------
+TILES_PNG_CACHE_S = 24 * 3600
+
+
+@dataclass(frozen=True)
+class TileRow:
+    plan: int
+    rank: int
+    index: int
+    ra_deg: float
+    dec_deg: float
+    probability: float
+    cumulative_probability: float
+    sequence_id: int | None
+    request_id: int | None
+    status: str  # the sequence's status value ("" when it has none)
+    status_label: str
+    observed: bool
+
+
+def alert_event_tiles(*, event: AlertEvent) -> list[TileRow]:
+    """The event's tiles, plan by plan and in rank order, with their sequences' statuses."""
+    from alert_manager.tile_entries import OBSERVED_STATUSES, sequence_ids
+
+    entries = list(event.tiles or ())
+    statuses = dict(Sequence.objects.filter(pk__in=sequence_ids(entries)).values_list("pk", "status"))
+    labels = dict(Sequence.Status.choices)
+    rows = []
+    for e in entries:
+        status = statuses.get(e.get("sequence"), "")
+        rows.append(TileRow(plan=int(e.get("plan", 1)), rank=int(e.get("rank", 0)), index=int(e["index"]),
+                            ra_deg=float(e["ra_deg"]), dec_deg=float(e["dec_deg"]),
+                            probability=float(e.get("probability", 0.0)),
+                            cumulative_probability=float(e.get("cumulative_probability", 0.0)),
+                            sequence_id=e.get("sequence"), request_id=e.get("request"), status=status,
+                            status_label=labels.get(status, "—"), observed=status in OBSERVED_STATUSES))
+    rows.sort(key=lambda r: (r.plan, r.rank))
+    return rows
+
+
+def alert_event_tiles_png(*, event: AlertEvent) -> bytes | None:
+    """A PNG of the event's localisation (the sky map, or the error circle, of ``event.skymap_alert``) with its
+    tiles, observed ones filled; None when the event has no tiles. Cached per event and state of its tiles."""
+    from django.core.cache import cache
+
+    from alert_manager import tiling
+    from alert_manager.notices_json import skymap_bytes
+    from alert_manager.tile_entries import tile_from_entry
+
+    rows = alert_event_tiles(event=event)
+    if not rows or event.skymap_alert_id is None:
+        return None
+    state = json.dumps([event.pk, event.skymap_alert_id, [(r.index, r.plan, r.rank, r.observed) for r in rows]])
+    key = "alert-tiles-png:" + hashlib.sha1(state.encode()).hexdigest()
+    png = cache.get(key)
+    if png is not None:
+        return png
+    alert = Alert.objects.filter(pk=event.skymap_alert_id).first()
+    if alert is None:
+        return None
+    skymap, circle = None, None
+    if (alert.params or {}).get("skymap", {}).get("present"):
+        try:
+            data = skymap_bytes(bytes(alert.raw_xml), topic=alert.kafka_topic)
+            skymap = tiling.load_skymap(data) if data is not None else None
+        except Exception:  # noqa: BLE001 - it was read when the tiles were planned; draw the circle, if any
+            skymap = None
+    if skymap is None:
+        if alert.ra_deg is None or alert.dec_deg is None or not alert.error_deg:
+            return None
+        circle = (alert.ra_deg, alert.dec_deg, alert.error_deg)
+    by_key = {(int(e.get("plan", 1)), int(e.get("rank", 0)), int(e["index"])): e for e in event.tiles}
+    tiles = [tile_from_entry(by_key[(r.plan, r.rank, r.index)]) for r in rows]
+    observed = {r.index for r in rows if r.observed}
+    covered = max((r.cumulative_probability for r in rows), default=0.0)
+    png = tiling.render_tiles_png(skymap=skymap, circle=circle, tiles=tiles, observed=observed,
+                                  title=f"{event.name}: {len(tiles)} tiles, {covered:.1%} of the probability")
+    cache.set(key, png, TILES_PNG_CACHE_S)
+    return png
 
 
 def alert_get(*, alert_id: int) -> Alert | None:

@@ -7,6 +7,7 @@ app_name = "alert_manager"
 urlpatterns = [
     path("", views.event_list, name="event_list"),
     path("<int:pk>/", views.event_detail, name="event_detail"),
+    path("<int:pk>/tiles.png", views.event_tiles_png, name="event_tiles_png"),
     path("packets/<int:pk>/", views.alert_detail, name="alert_detail"),
     path("send-test/", views.send_test_packet, name="send_test"),
     path("send-test/kafka/", views.send_test_kafka, name="send_test_kafka"),

@@ -7,7 +7,7 @@ import json
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -47,7 +47,20 @@ def event_detail(request, pk: int):
     return render(request, "alert_manager/event_detail.html", {
         "event": event, "notices": notices, "sequences": sequences,
         "images": selectors.alert_event_images(event=event),
+        "tiles": selectors.alert_event_tiles(event=event) if event.tiles else [],
     })
+
+
+@role_required(ASTRONOMER)
+def event_tiles_png(request, pk: int):
+    """The event's sky map (or error circle) with its tiles, observed ones filled (drawn here, cached)."""
+    event = AlertEvent.objects.filter(pk=pk).first()
+    png = selectors.alert_event_tiles_png(event=event) if event is not None and event.tiles else None
+    if png is None:
+        raise Http404("no tiles for this event")
+    response = HttpResponse(png, content_type="image/png")
+    response["Cache-Control"] = "private, max-age=60"
+    return response
 
 
 @role_required(ASTRONOMER)
