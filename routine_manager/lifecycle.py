@@ -50,6 +50,12 @@ REQUEST_TRANSITIONS: dict[str, frozenset[str]] = {
 
 SEQUENCE_FINAL = frozenset({COMPLETED, PARTIALLY_COMPLETED, FAILED, CANCELLED, EXPIRED})
 SEQUENCE_WAITING = frozenset({PENDING, PLANNED, UNPLANNED})
+# Not started and not final: what an update of an alert may still change.
+SEQUENCE_OPEN = frozenset({DRAFT}) | SEQUENCE_WAITING
+# Executed, whatever the result (the schedule's history shows these).
+SEQUENCE_EXECUTED = frozenset({COMPLETED, PARTIALLY_COMPLETED, FAILED})
+# Requests whose waiting sequences the scheduler plans (an executing request may have others waiting).
+REQUEST_SCHEDULABLE = frozenset({SUBMITTED, SCHEDULED, EXECUTING})
 
 SEQUENCE_TRANSITIONS: dict[str, frozenset[str]] = {
     DRAFT: frozenset({PENDING, CANCELLED}),

@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from pyrosapp.models import Schedule, ScheduleHasSequences, Sequence, Site
+from routine_manager import lifecycle
 from sky.observability import Site as SkySite
 from sky.observability import SkyGrid, night_bounds
 
@@ -34,7 +35,7 @@ CHART_MARGIN = timedelta(hours=1, minutes=30)
 CURVE_STEP_S = 300.0
 MAX_ALTITUDE_CURVES = 60  # beyond that a chart is unreadable and heavy
 
-EXECUTED_STATUSES = (Sequence.Status.COMPLETED, Sequence.Status.PARTIALLY_COMPLETED, Sequence.Status.FAILED)
+EXECUTED_STATUSES = lifecycle.SEQUENCE_EXECUTED
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -25,7 +25,6 @@ from pyrosapp.models import (
     Allocation,
     FilterWheel,
     Plan,
-    Request,
     Schedule,
     ScheduleHasSequences,
     Sequence,
@@ -33,19 +32,19 @@ from pyrosapp.models import (
     Telescope,
 )
 from routine_manager import lifecycle
+from routine_manager.duration import AlbumTiming, PlanTiming, TelescopeTiming, sequence_duration_s
 from routine_manager.services import sequence_set_status
 from scheduler.algorithm import RunningSequence, ScheduleResult, SequenceSpec, schedule_night
 from scheduler.overheads import SlewModel
 from sky.observability import Site as SkySite
-from routine_manager.duration import AlbumTiming, PlanTiming, TelescopeTiming, sequence_duration_s
 from sky.observability import night_bounds
 
 log = logging.getLogger("pyros.scheduler")
 
 # Requests whose waiting sequences are planned. An executing request still has waiting sequences when
 # it has several (the lifecycle rolls it back to scheduled/submitted once the running one ends).
-SCHEDULABLE_REQUEST_STATUSES = (Request.Status.SUBMITTED, Request.Status.SCHEDULED, Request.Status.EXECUTING)
-WAITING_SEQUENCE_STATUSES = (Sequence.Status.PENDING, Sequence.Status.PLANNED, Sequence.Status.UNPLANNED)
+SCHEDULABLE_REQUEST_STATUSES = lifecycle.REQUEST_SCHEDULABLE
+WAITING_SEQUENCE_STATUSES = lifecycle.SEQUENCE_WAITING
 REASON_MAX_CHARS = 500  # ScheduleHasSequences.rejection_reason / Sequence.status_reason
 
 

@@ -12,7 +12,8 @@ from django.conf import settings
 from alert_manager.grouping import (
     DEFAULT_TIME_TOLERANCE_S,
 )
-from pyrosapp.models import AlertEvent, Request, Sequence
+from pyrosapp.models import AlertEvent
+from routine_manager import lifecycle
 
 log = logging.getLogger("pyros.alert_manager")
 
@@ -29,10 +30,9 @@ VISIBILITY_HOURS = 24.0
 
 _IVORN_ATTR_RE = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?VOEvent\b[^>]{0,4000}?\bivorn\s*=\s*([\"'])([^\"'<>]{1,500})\1",
                             re.DOTALL)
-_FINAL_REQUEST_STATES = {Request.Status.COMPLETED, Request.Status.PARTIALLY_COMPLETED, Request.Status.FAILED,
-                         Request.Status.CANCELLED, Request.Status.EXPIRED}
-_OPEN_SEQUENCE_STATES = {Sequence.Status.DRAFT, Sequence.Status.PENDING, Sequence.Status.PLANNED,
-                         Sequence.Status.UNPLANNED}
+# The request aggregate's status sets (declared once, in routine_manager.lifecycle).
+_FINAL_REQUEST_STATES = lifecycle.REQUEST_FINAL
+_OPEN_SEQUENCE_STATES = lifecycle.SEQUENCE_OPEN
 _EVENT_OPEN_STATES = (AlertEvent.Status.NEW, AlertEvent.Status.NOT_ACTIONABLE, AlertEvent.Status.IGNORED)
 
 
