@@ -89,6 +89,52 @@ def test_a_rejected_json_notice_is_stored_with_its_reason(alert_observatory, mon
     assert alert.status == "rejected" and alert.status_reason and bytes(alert.raw_xml) == record.value
 
 
+def test_a_batch_is_one_insert_and_a_repeat_in_it_is_recognised(alert_observatory, monkeypatch):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    queued: list[int] = []
+    monkeypatch.setattr(kafka_intake, "alert_queue_many", lambda *, alert_ids: queued.extend(alert_ids) or True)
+    topic = "gcn.notices.einstein_probe.wxt.alert"
+    values = [(KAFKA_DIR / e["file"]).read_bytes() for e in _corpus() if e["topic"] == topic][:5]
+    records = [KafkaRecord(topic=topic, partition=0, offset=100 + i, timestamp_ms=1_700_000_000_000 + i, key=None,
+                           value=value) for i, value in enumerate(values)]
+    empty = KafkaRecord(topic=topic, partition=0, offset=99, timestamp_ms=None, key=None, value=b"")
+    with CaptureQueriesContext(connection) as queries:
+        results = alert_receive_kafka(records=[empty, *records[:3]])
+    table = Alert._meta.db_table
+    inserts = [q["sql"] for q in queries if q["sql"].startswith(f'INSERT INTO "{table}"')]
+    assert len(inserts) == 1  # one multi-row INSERT of the alerts (the rejection's warning also writes a Log row)
+    assert [r.created for r in results] == [True] * 4 and [r.offset for r in results] == [99, 100, 101, 102]
+    rejected = Alert.objects.get(pk=results[0].object_id)
+    assert rejected.status == "rejected" and rejected.processed_at is not None and results[0].object_id not in queued
+    assert queued == [r.object_id for r in results[1:]]
+    (single,) = alert_receive_kafka(records=[records[3]])  # alone: the row-by-row path writes the same row
+    for batch_row, one_row in ((Alert.objects.get(pk=results[1].object_id), Alert.objects.get(pk=single.object_id)),):
+        for alert, record in ((batch_row, records[0]), (one_row, records[3])):
+            assert bytes(alert.raw_xml) == record.value and alert.status == "received"
+            assert (alert.transport, alert.payload_format, alert.kafka_topic, alert.kafka_partition,
+                    alert.kafka_offset) == ("kafka", "json", topic, 0, record.offset)
+            assert set(alert.timings) == {"received", "kafka_timestamp"} and alert.ivorn.startswith("kafka://")
+    # a batch with a redelivered message, a new one and a republished copy of that new one (new offset, same
+    # IVORN): the copy makes the batch go row by row; the new one is stored once
+    copy = KafkaRecord(topic=topic, partition=0, offset=200, timestamp_ms=None, key=None, value=records[4].value)
+    again = alert_receive_kafka(records=[records[0], records[4], copy])
+    assert [(r.created, r.note) for r in again] == [(False, "redelivered"), (True, ""), (False, "repeat")]
+    assert again[2].object_id == again[1].object_id
+    # a batch whose new message repeats a notice stored before: the INSERT is refused, row by row says which
+    late = KafkaRecord(topic=topic, partition=0, offset=201, timestamp_ms=None, key=None, value=records[1].value)
+    fresh = KafkaRecord(topic=topic, partition=0, offset=202, timestamp_ms=None, key=None, value=b'{"ra": 400}')
+    last = alert_receive_kafka(records=[late, fresh])
+    assert [(r.created, r.note) for r in last] == [(False, "repeat"), (True, "")]
+    assert Alert.objects.get(pk=results[2].object_id).repeats == 1
+    # the same message twice in one batch: stored once
+    twice = KafkaRecord(topic=topic, partition=0, offset=203, timestamp_ms=None, key=None, value=b'{"x": 1}')
+    assert [(r.created, r.note) for r in alert_receive_kafka(records=[twice, twice])] == [(True, ""),
+                                                                                         (False, "redelivered")]
+    assert Alert.objects.filter(kafka_topic=topic).count() == 8  # 99-104, 202 and 203
+
+
 @pytest.mark.slow
 def test_mock_cluster_message_is_stored_before_its_offset_is_committed(transactional_db, monkeypatch):
     pytest.importorskip("confluent_kafka")
