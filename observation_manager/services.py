@@ -214,6 +214,7 @@ def _context(seq: Sequence, plan: Plan, index: int) -> ImageContext:
         site_lat_deg=site.latitude_deg, site_lon_deg=site.longitude_deg, site_elev_m=site.elevation_m,
         request_id=request.pk, sequence_id=seq.pk, album_id=plan.album_id, plan_id=plan.pk, index=index,
         count=plan.count, program=request.program.name, observer=str(request.owner), is_alert=request.is_alert,
+        ra_deg=seq.ra_deg, dec_deg=seq.dec_deg, pixel_scale_arcsec=detector.pixel_scale_arcsec, binning=plan.binning,
     )
 
 
@@ -243,7 +244,8 @@ def _run_plan(observatory, seq: Sequence, plan: Plan, plan_index: int, plans: li
         # Start the next exposure before saving this one: storage overlaps the camera's time.
         operation = start(i + 1) if i + 1 <= plan.count and not control.aborted.is_set() else None
         mount = observatory.mount.state()
-        _store_image(seq, plan, i, data, date_obs, airmass_from_altitude(mount.alt_deg))
+        _store_image(seq, plan, i, data, date_obs, airmass_from_altitude(mount.alt_deg),
+                     ccd_temp_c=_camera_temperature(observatory))
         i += 1
         if operation is None:
             control.check()
@@ -252,9 +254,18 @@ def _run_plan(observatory, seq: Sequence, plan: Plan, plan_index: int, plans: li
     control.update(fraction=_fraction(plans))
 
 
-def _store_image(seq: Sequence, plan: Plan, index: int, data: bytes, date_obs: datetime, airmass: float | None) -> Image:
+def _camera_temperature(observatory) -> float | None:
+    """The sensor temperature for the FITS header (CCD-TEMP) when the camera driver does not write it."""
+    try:
+        return observatory.camera.temperature_c()
+    except DeviceError:
+        return None
+
+
+def _store_image(seq: Sequence, plan: Plan, index: int, data: bytes, date_obs: datetime, airmass: float | None,
+                 *, ccd_temp_c: float | None = None) -> Image:
     ctx = _context(seq, plan, index)
-    fits_bytes, header = add_pyros_headers(data, ctx, airmass=airmass)
+    fits_bytes, header = add_pyros_headers(data, ctx, airmass=airmass, date_obs=date_obs, ccd_temp_c=ccd_temp_c)
     date_obs = _header_time(header) or date_obs
     rel = relative_path(ctx, date_obs)
     _write_fits(rel, fits_bytes)
@@ -323,7 +334,8 @@ def calibrations_run(*, when: str, site: Site, observatory, beat: Callable[[str]
                                        frame_type=kind, filter_name=filter_name, exposure_s=exposure_s,
                                        site_name=site.name, site_lat_deg=site.latitude_deg,
                                        site_lon_deg=site.longitude_deg, site_elev_m=site.elevation_m)
-                    fits_bytes, header = add_pyros_headers(data, ctx, airmass=None)
+                    fits_bytes, header = add_pyros_headers(data, ctx, airmass=None, date_obs=date_obs,
+                                                           ccd_temp_c=_camera_temperature(observatory))
                     date_obs = _header_time(header) or date_obs
                     rel = relative_path(ctx, date_obs)
                     if Image.objects.filter(file_path=str(rel)).exists():  # two frames within one second
