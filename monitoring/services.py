@@ -47,12 +47,19 @@ def monitoring_poll(*, observatory, previous_safety: str, ok_since: datetime | N
     now = now or timezone.now()
     snapshot: dict = {"time": now.isoformat()}
     reading = None
+    if observatory is not None and not getattr(observatory, "connected", True):
+        # The connection keeps the last values it received: after a drop they are not the devices' state.
+        observatory = None
     if observatory is not None:
         reading, snapshot["weather"] = _read_weather(observatory)
         snapshot["mount"] = _read_mount(observatory)
         snapshot["dome"] = _read_dome(observatory)
         snapshot["camera"] = _read_camera(observatory)
         snapshot["filter_wheel"] = _read_wheel(observatory)
+        snapshot["watchdog"] = _read_watchdog(observatory)
+    else:
+        snapshot["dome"] = {"shutter": "unknown", "error": "devices unreachable"}
+        snapshot["mount"] = {"ra_deg": None, "dec_deg": None, "state": "unknown", "error": "devices unreachable"}
     reasons = unsafe_reasons(reading, now=now, limits=settings.PYROS_SAFETY_LIMITS)
     if observatory is None:
         reasons = ["devices unreachable"]
@@ -68,7 +75,11 @@ def snapshot_differs(new: dict, old: dict) -> bool:
 
 
 def _without_time(snapshot: dict) -> dict:
-    return {k: v for k, v in snapshot.items() if k != "time"}
+    shown = {k: v for k, v in snapshot.items() if k != "time"}
+    if isinstance(shown.get("watchdog"), dict):
+        # its timers run every second; what a person acts on is its status
+        shown["watchdog"] = {k: v for k, v in shown["watchdog"].items() if k not in ("heartbeat_age_s", "time_left_s")}
+    return shown
 
 
 def _read_weather(observatory) -> tuple[Reading | None, dict]:
@@ -125,6 +136,20 @@ def _read_wheel(observatory) -> dict:
         return {"filter": observatory.filter_wheel.current()}
     except Exception as exc:
         return {"error": str(exc)}
+
+
+def _read_watchdog(observatory) -> dict:
+    """The dead-man watchdog beside the devices (``status`` absent: the INDI server has none)."""
+    watchdog = getattr(observatory, "watchdog", None)
+    if not watchdog:
+        return {"status": "absent"}
+    try:
+        w = watchdog.state()
+    except Exception as exc:
+        return {"status": "unknown", "error": str(exc)}
+    return {"status": w.status, "heartbeat_timeout_s": w.heartbeat_timeout_s,
+            "heartbeat_age_s": None if w.heartbeat_age_s is None else round(w.heartbeat_age_s, 1),
+            "time_left_s": None if w.time_left_s is None else round(w.time_left_s, 1), "shutdown": w.shutdown}
 
 
 def _store_history(snapshot: dict, reading: Reading | None, *, force: bool) -> None:
