@@ -9,7 +9,13 @@ Evidence, strongest first:
    to ~30 s between notices, GBM and Swift/SVOM report a burst within seconds of each other) AND
    positions consistent given their errors, or one of them without a position. An event already
    holding a *different* trigger of the notice's own scope is never joined this way: one mission
-   does not issue two triggers for one burst.
+   does not issue two triggers for one burst;
+4. a follow-up: a precise position (error <= ``FOLLOW_UP_MAX_ERROR_DEG``) within
+   ``FOLLOW_UP_WINDOW_S`` after the burst of a precisely localised event (Einstein Probe WXT, a Swift
+   or SVOM position), consistent with it: another mission's follow-up of that transient (a Swift XRT
+   observation of an EP source), whose notice time is its own observation time, not the burst's.
+   Both errors must be small: by chance, two unrelated sources within a degree and three days of
+   each other are rare, a coarse GBM circle would catch anything.
 
 Test packets (role=test) and real ones never share an event.
 """
@@ -31,6 +37,8 @@ DEFAULT_POSITION_SIGMAS = 3.0
 DEFAULT_POSITION_FLOOR_DEG = 0.1
 # Notice types whose ISOTime is a later detection time, not the burst's T0 (SVOM MXT/VT).
 _NOT_T0_NOTICE_PREFIXES = ("mxt-", "vt-", "vt")
+FOLLOW_UP_WINDOW_S = 3 * 86400.0
+FOLLOW_UP_MAX_ERROR_DEG = 0.5
 
 
 @dataclass(frozen=True)
@@ -147,7 +155,38 @@ def group_notice(
             cand.event_id,
             f"coincides with {missions} within {dt_s:.1f} s and a consistent position",
         )
+    follow_up = _follow_up_of(notice, position, pool, position_sigmas, position_floor_deg)
+    if follow_up is not None:
+        return follow_up
     return GroupingDecision(None, "new event: no trigger, citation or coincidence matches")
+
+
+def _follow_up_of(notice: ParsedNotice, position: SkyPosition | None, pool: list[CandidateEvent],
+                  sigmas: float, floor_deg: float) -> GroupingDecision | None:
+    if position is None or position.error_deg > FOLLOW_UP_MAX_ERROR_DEG or notice.event_time_utc is None:
+        return None
+    best: tuple[float, CandidateEvent] | None = None
+    for cand in pool:
+        if cand.burst_time_utc is None or cand.position is None or cand.position.error_deg > FOLLOW_UP_MAX_ERROR_DEG:
+            continue
+        if notice.mission in cand.missions or (notice.trigger_scope and notice.trigger_scope in cand.trigger_ids):
+            continue  # a mission's own notices of a burst share its trigger; another trigger is another burst
+        after_s = (notice.event_time_utc - cand.burst_time_utc).total_seconds()
+        if not 0.0 <= after_s <= FOLLOW_UP_WINDOW_S:
+            continue
+        if not positions_consistent(position, cand.position, sigmas=sigmas, floor_deg=floor_deg):
+            continue
+        separation = angular_separation_deg(position.ra_deg, position.dec_deg, cand.position.ra_deg,
+                                            cand.position.dec_deg)
+        if best is None or separation < best[0]:
+            best = (separation, cand)
+    if best is None:
+        return None
+    separation, cand = best
+    missions = "/".join(sorted(cand.missions)) or "another mission"
+    hours = (notice.event_time_utc - cand.burst_time_utc).total_seconds() / 3600.0
+    return GroupingDecision(cand.event_id, f"follow-up of the {missions} source {separation * 60:.1f}' away, "
+                                           f"{hours:.1f} h after its burst")
 
 
 def event_from_notice(notice: ParsedNotice, event_id: Any) -> CandidateEvent:

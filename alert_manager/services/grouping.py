@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import connection, transaction
 
 from alert_manager.grouping import (
+    FOLLOW_UP_MAX_ERROR_DEG,
+    FOLLOW_UP_WINDOW_S,
     CandidateEvent,
     SkyPosition,
     carries_t0,
@@ -22,6 +24,8 @@ from alert_manager.voevent import ParsedNotice
 from pyrosapp.models import Alert, AlertEvent
 
 log = logging.getLogger("pyros.alert_manager")
+
+FOLLOW_UP_WINDOW = timedelta(seconds=FOLLOW_UP_WINDOW_S)
 
 # --- Grouping ---------------------------------------------------------------------------------
 
@@ -77,6 +81,15 @@ def _candidate_events_many(notices: list[ParsedNotice], loaded: dict[int, AlertE
             coincident = coincident.exclude(trigger_ids__has_key=scope)
         ids.update(coincident.order_by("-burst_time").values_list("pk", flat=True)[
             :MAX_COINCIDENT_CANDIDATES * len(times)])
+    # Precisely localised events of the last days that a precise position could follow up (grouping rule 4).
+    precise = [n for n in notices if n.position_usable and n.event_time_utc is not None and n.error_deg is not None
+               and n.error_deg <= FOLLOW_UP_MAX_ERROR_DEG]
+    for is_test in {n.is_test for n in precise}:
+        times = [n.event_time_utc for n in precise if n.is_test == is_test]
+        ids.update(AlertEvent.objects.filter(
+            is_test=is_test, error_deg__lte=FOLLOW_UP_MAX_ERROR_DEG,
+            burst_time__range=(min(times) - FOLLOW_UP_WINDOW, max(times))).order_by("-burst_time")
+            .values_list("pk", flat=True)[:MAX_COINCIDENT_CANDIDATES])
     if not ids:
         return []
     events = list(AlertEvent.objects.filter(pk__in=ids).order_by("pk"))

@@ -203,3 +203,37 @@ def test_best_position() -> None:
     assert best_position([a, None, b]) == b
     assert best_position([a, b, c]) == c  # tie: the latest
     assert best_position([None]) is None
+
+
+# --- Follow-ups: another mission's precise position of a localised transient, hours later -------------------
+def _ep_notice(when: datetime, ra: float, dec: float, error_deg: float = 0.05) -> ParsedNotice:
+    import json
+
+    from alert_manager.notices_json import parse_json_notice
+
+    body = {"$schema": "https://gcn.nasa.gov/schema/v4.1.0/gcn/notices/einstein_probe/wxt/alert.schema.json",
+            "instrument": "WXT", "trigger_time": when.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "id": ["01709131025"],
+            "ra": ra, "dec": dec, "ra_dec_error": error_deg, "image_energy_range": [0.5, 4.0],
+            "net_count_rate": 1.0, "image_snr": 12.0}
+    return parse_json_notice(json.dumps(body).encode(), topic="gcn.notices.einstein_probe.wxt.alert")
+
+
+def test_a_swift_position_hours_after_an_einstein_probe_transient_follows_it_up():
+    from alert_manager.tests.helpers import swift_packet
+
+    t0 = datetime(2026, 12, 3, 20, 0, tzinfo=UTC)
+    store = InMemoryEventStore()
+    ep = store.feed(_ep_notice(t0, 150.0, 20.0))
+    xrt = parse_voevent(swift_packet("XRT_Pos", 1240001, 1, t0 + timedelta(hours=5), 150.02, 20.01, 0.002))
+    assert store.feed(xrt) == ep
+    assert "follow-up of the Einstein Probe source 1.3' away, 5.0 h after its burst" == store.reasons[-1]
+    # a coarse circle (Fermi GBM) a day later near it is not a follow-up; nor a precise source 2 degrees away,
+    # nor one before the burst, nor after three days
+    gbm = parse_voevent(make_packet("ivo://nasa.gsfc.gcn/Fermi#GBM_Gnd_Pos_2026-12-04T20:00:00.00_777777777-0-1",
+                                    params={"Packet_Type": "112", "TrigID": "777777777"},
+                                    time_utc=t0 + timedelta(days=1), ra_deg=150.0, dec_deg=20.0, error_deg=5.0))
+    assert store.feed(gbm) != ep
+    for when, ra in ((t0 + timedelta(hours=2), 152.0), (t0 - timedelta(hours=1), 150.0),
+                     (t0 + timedelta(days=4), 150.0)):
+        other = parse_voevent(swift_packet("XRT_Pos", 1240100 + int(ra), 1, when, ra, 20.0, 0.002))
+        assert store.feed(other) != ep, (when, ra)

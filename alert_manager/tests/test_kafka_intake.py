@@ -212,3 +212,32 @@ def test_alerts_replay_needs_a_cluster_and_publishes_bytes_unchanged(monkeypatch
                 received = msg.value()
         consumer.close()
     assert received == message.read_bytes()
+
+
+def test_an_einstein_probe_notice_by_kafka_and_a_swift_follow_up_by_vtp_are_one_event(alert_observatory, monkeypatch):
+    from alert_manager import services
+    from alert_manager.services import intake
+    from alert_manager.tests.helpers import swift_packet
+
+    monkeypatch.setattr(kafka_intake, "alert_queue_many", lambda *, alert_ids: True)
+    monkeypatch.setattr(intake, "alert_queue", lambda *, alert_id: True)
+    monkeypatch.setattr(follow_up, "_point_now", lambda **kw: False)
+    monkeypatch.setattr(follow_up, "_preempt", lambda **kw: None)
+    monkeypatch.setattr(follow_up, "_repoint", lambda **kw: None)
+    t0 = datetime(2026, 12, 3, 20, 0, tzinfo=UTC)
+    body = {"$schema": "https://gcn.nasa.gov/schema/v4.1.0/gcn/notices/einstein_probe/wxt/alert.schema.json",
+            "instrument": "WXT", "trigger_time": t0.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "id": ["01709131077"],
+            "ra": 150.0, "dec": 20.0, "ra_dec_error": 0.05}
+    record = KafkaRecord(topic="gcn.notices.einstein_probe.wxt.alert", partition=0, offset=1, timestamp_ms=None,
+                         key=None, value=json.dumps(body).encode())
+    with time_machine.travel(t0 + timedelta(minutes=2), tick=False):
+        (stored,) = alert_receive_kafka(records=[record])
+        processing.alert_process(alert_id=stored.object_id)
+    with time_machine.travel(t0 + timedelta(hours=5, minutes=1), tick=False):
+        xrt_id = services.alert_receive(raw=swift_packet("XRT_Pos", 1240077, 1, t0 + timedelta(hours=5), 150.02,
+                                                         20.01, 0.002))
+        processing.alert_process(alert_id=xrt_id)
+    ep, xrt = Alert.objects.get(pk=stored.object_id), Alert.objects.get(pk=xrt_id)
+    assert (ep.transport, xrt.transport) == ("kafka", "vtp")
+    assert ep.event_id is not None and xrt.event_id == ep.event_id
+    assert sorted(AlertEvent.objects.get(pk=ep.event_id).missions) == ["Einstein Probe", "Swift"]
