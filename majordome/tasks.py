@@ -9,6 +9,7 @@ it from the database state."""
 from __future__ import annotations
 
 from celery import shared_task
+from celery.signals import celeryd_after_setup
 
 from majordome import controls, execution, night, safety
 
@@ -21,6 +22,18 @@ def tick() -> str:
     return night.majordome_tick()
 
 
+@celeryd_after_setup.connect
+def _start_the_safety_loop(sender=None, instance=None, **kwargs) -> None:  # noqa: ANN001, ANN003
+    """The worker of the `monitoring` queue is the safety process: its poll loop and watchdog keeper run in
+    threads of their own, which no task can occupy (tasks run in the pool's threads)."""
+    queues = instance.app.amqp.queues.consume_from if instance is not None else {}
+    if "monitoring" in (queues or {}):
+        from majordome.safety_process import start_safety_threads
+
+        start_safety_threads()
+
+
+# A one-off poll (the safety process polls by itself; this is for a manual check).
 @shared_task(name="pyros.majordome.poll", soft_time_limit=20, time_limit=30, ignore_result=True, expires=10)
 def poll() -> None:
     safety.safety_poll()

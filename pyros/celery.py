@@ -27,8 +27,9 @@ ROUTES_BY_APP = {
     "scheduler": "scheduling",
     "analyzer": "analysis",
 }
-# The majordome's tasks run where the right device connection is: the poll and close/park in the
-# monitoring worker, sequences and calibrations in the execution worker (one at a time).
+# The majordome's tasks run where the right device connection is: close/park in the safety process (the
+# worker of the `monitoring` queue, whose own thread polls every second: majordome.safety_process),
+# sequences and calibrations in the execution worker (one at a time).
 ROUTES_BY_TASK: dict[str, str] = {
     "pyros.majordome.poll": "monitoring",
     "pyros.majordome.close_and_park": "monitoring",
@@ -83,12 +84,11 @@ def _database_connections_around_a_task(sender=None, **kwargs) -> None:  # noqa:
 # The beat schedule, in one place. Entries are added by the issues that build each task.
 def _beat_schedule() -> dict:
     # Read from the environment directly (not django.conf.settings): this module is imported while
-    # the settings module itself loads. The same variables feed settings.PYROS_*_S.
+    # the settings module itself loads. The same variables feed settings.PYROS_*_S. The monitoring poll is
+    # not here: the safety process runs it in a thread of its own (a beat or a broker outage cannot stop it).
     from pyros.env import env_float
 
     return {
-        "monitoring-poll": {"task": "pyros.majordome.poll",
-                            "schedule": timedelta(seconds=env_float("PYROS_MONITORING_PERIOD_S", 1.0))},
         "majordome-tick": {"task": "pyros.majordome.tick",
                            "schedule": timedelta(seconds=env_float("PYROS_MAJORDOME_TICK_S", 5.0))},
         "alerts-process-pending": {"task": "pyros.alert_manager.process_pending", "schedule": timedelta(seconds=30)},

@@ -273,3 +273,14 @@ PYROS_MONITORING_PERIOD_S = env_float("PYROS_MONITORING_PERIOD_S", 1.0)
 PYROS_MAJORDOME_TICK_S = env_float("PYROS_MAJORDOME_TICK_S", 5.0)
 PYROS_HISTORY_EVERY_S = env_float("PYROS_HISTORY_EVERY_S", 30.0)
 PYROS_EXECUTOR_STALE_S = env_float("PYROS_EXECUTOR_STALE_S", 20.0)
+# Issue #15: enforced safety, the safety process and the dead-man watchdog, replans when the world changes.
+# The observatory's watchdog parks and closes by itself when PyROS's heartbeat stops for this long.
+PYROS_WATCHDOG_S = env_float("PYROS_WATCHDOG_S", 60.0)
+# No poll stored for this long: the safety process is presumed dead, the observatory is unsafe.
+PYROS_SAFETY_LOOP_STALE_S = env_float("PYROS_SAFETY_LOOP_STALE_S", 30.0)
+# Dotted path of a callable hook(event, alarm) told when the safety alarm is raised or cleared.
+PYROS_SAFETY_ALARM_HOOK = env_str("PYROS_SAFETY_ALARM_HOOK", "")
+# A sequence that ends this much earlier or later than planned asks for a new plan.
+PYROS_REPLAN_DRIFT_S = env_float("PYROS_REPLAN_DRIFT_S", 120.0)
+# Sequences waiting, none due: the tick asks for a new plan at most this often.
+PYROS_IDLE_REPLAN_S = env_float("PYROS_IDLE_REPLAN_S", 60.0)
