@@ -22,6 +22,7 @@ from majordome.dispatch import calibrations_dispatch, majordome_wake
 from majordome.state import StopKind, request_stop_current, request_stop_of, state_update
 from pyrosapp.models import ObservatoryState, Sequence
 from routine_manager.services import sequence_mark_planned
+from scheduler.services import schedule_request_replan
 
 log = logging.getLogger("pyros.majordome")
 
@@ -59,6 +60,8 @@ def observatory_resume(*, by=None) -> ObservatoryState:
     if state.mode != sm.AUTOMATIC:
         observatory_set_mode(mode=sm.AUTOMATIC, reason="resumed", by=by)
     state_update(state, reason=f"resume by {by}", pause_requested="")
+    # The plan was made before the pause: sequences interrupted meanwhile and windows that moved.
+    schedule_request_replan(reason=f"resumed by {by}", delay_s=0.5)
     majordome_wake(reason="resumed")
     return state
 

@@ -168,10 +168,37 @@ def execution_finish(*, sequence_id: int, token: str, outcome: SequenceOutcome) 
                                                                           abort_kind="")
     log.info("sequence %s %s%s (%s, %d image(s))", sequence_id, status, f": {outcome.reason}" if outcome.reason else "",
              outcome.kind, outcome.images_done)
-    if status == lifecycle.PENDING:
-        schedule_request_replan(reason=f"sequence {sequence_id} interrupted")
+    replan_why = replan_reason_after(sequence_id=sequence_id, status=status)
+    if replan_why:
+        schedule_request_replan(reason=replan_why)
     majordome_wake(reason=f"sequence {sequence_id} ended")
     return status
+
+
+def replan_reason_after(*, sequence_id: int, status: str) -> str | None:
+    """Why the plan must be made again after this sequence ended (None: the plan still holds). Interrupted
+    (planned again), ended early by an operator's abort or a failure, or run longer or shorter than planned
+    by more than ``PYROS_REPLAN_DRIFT_S``: every later entry of the plan has moved."""
+    from django.conf import settings
+
+    if status == lifecycle.PENDING:
+        return f"sequence {sequence_id} interrupted"
+    if status != lifecycle.COMPLETED:
+        return f"sequence {sequence_id} ended {status}"
+    seq = Sequence.objects.filter(pk=sequence_id).values("started_at", "ended_at", "planned_start", "planned_end",
+                                                          "estimated_duration_s").first()
+    if not seq or not seq["started_at"] or not seq["ended_at"]:
+        return None
+    if seq["planned_start"] and seq["planned_end"]:
+        planned_s = (seq["planned_end"] - seq["planned_start"]).total_seconds()
+    else:
+        planned_s = seq["estimated_duration_s"] or 0.0
+    if planned_s <= 0:
+        return None
+    ran_s = (seq["ended_at"] - seq["started_at"]).total_seconds()
+    if abs(ran_s - planned_s) > settings.PYROS_REPLAN_DRIFT_S:
+        return f"sequence {sequence_id} ran {ran_s:.0f} s instead of {planned_s:.0f} s"
+    return None
 
 
 def recover_stale_executions(now=None) -> int:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import datetime
 
+from django.conf import settings
 from django.utils import timezone
 
 from majordome import selectors
@@ -14,6 +16,7 @@ from majordome import state_machine as sm
 from majordome.device_link import get_observatory
 from majordome.dispatch import calibrations_dispatch, majordome_dispatch
 from majordome.execution import recover_stale_executions
+from majordome.safety import observatory_set_safety
 from majordome.state import state_update
 from pyrosapp.models import ObservatoryState
 from scheduler.services import schedule_request_replan
@@ -40,6 +43,7 @@ def majordome_tick(now: datetime | None = None) -> str:
     """Periodic: phase, recovery of dead executions, calibrations, dispatch. Returns what it did."""
     state = selectors.observatory_state()
     phase_update(state, now)
+    safety_loop_watch(state, now)
     if state.phase == sm.NIGHT and state.mode == sm.AUTOMATIC and state.safety == sm.SAFE:
         ready_for_the_night(state)
     recovered = recover_stale_executions(now)
@@ -47,7 +51,44 @@ def majordome_tick(now: datetime | None = None) -> str:
         started = maybe_start_calibrations(state, now)
         if started:
             return started
-    return majordome_dispatch(reason="tick") or (f"recovered {recovered}" if recovered else "idle")
+    dispatched = majordome_dispatch(reason="tick")
+    if dispatched:
+        return dispatched
+    replanned = replan_if_idle(now)
+    return replanned or (f"recovered {recovered}" if recovered else "idle")
+
+
+def safety_loop_watch(state: ObservatoryState, now: datetime | None = None) -> float | None:
+    """Staleness seen from outside the poll: no poll stored for ``PYROS_SAFETY_LOOP_STALE_S`` means the safety
+    process is dead or hung; the observatory becomes unsafe (nothing dispatched, nothing opened) and the
+    log says so. Returns the age of the last poll when it is stale."""
+    now = now or timezone.now()
+    age_s = selectors.last_poll_age_s(state, now)
+    if age_s is None or age_s <= settings.PYROS_SAFETY_LOOP_STALE_S:
+        return None
+    reason = f"monitoring silent for {age_s:.0f} s (is the safety process running?)"
+    if state.safety != sm.UNSAFE or not any(r.startswith("monitoring silent") for r in state.safety_reasons or []):
+        log.error("no safety poll for %.0f s: the safety process is dead or hung; observatory unsafe", age_s)
+    observatory_set_safety(safe=False, reasons=[reason])
+    return age_s
+
+
+_last_idle_replan = {"at": -1e18}
+
+
+def replan_if_idle(now: datetime | None = None) -> str | None:
+    """Sequences wait (interrupted, new) but none is due: ask for a new plan, at most every
+    ``PYROS_IDLE_REPLAN_S``. Returns what it did."""
+    now = now or timezone.now()
+    reason = selectors.idle_reason(now=now)
+    if not reason or reason.get("code") != "nothing_due" or not reason.get("waiting"):
+        return None
+    t = time.monotonic()
+    if t - _last_idle_replan["at"] < settings.PYROS_IDLE_REPLAN_S:
+        return None
+    _last_idle_replan["at"] = t
+    schedule_request_replan(reason=f"{reason['waiting']} sequence(s) wait, none is planned now", delay_s=0.5)
+    return "replan requested (idle)"
 
 
 def ready_for_the_night(state: ObservatoryState) -> bool:

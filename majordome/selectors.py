@@ -62,6 +62,66 @@ def stale_executions(now: datetime | None = None):
         status=Sequence.Status.EXECUTING)
 
 
+def last_poll_age_s(state: ObservatoryState, now: datetime | None = None) -> float | None:
+    """Seconds since the safety process stored its last poll (None: never polled)."""
+    stamp = (state.devices_snapshot or {}).get("time")
+    if not stamp:
+        return None
+    return ((now or timezone.now()) - datetime.fromisoformat(stamp)).total_seconds()
+
+
+def idle_reason(*, state: ObservatoryState | None = None, now: datetime | None = None) -> dict | None:
+    """Why the telescope is not observing (None: it is). ``code`` for programs, ``text`` for people;
+    ``waiting``: sequences whose window is open and that wait for a plan (pending)."""
+    from django.conf import settings
+
+    from majordome import state_machine as sm
+
+    now = now or timezone.now()
+    state = state or observatory_state()
+    if executor_busy(state, now):
+        return None
+    age_s = last_poll_age_s(state, now)
+    if age_s is not None and age_s > settings.PYROS_SAFETY_LOOP_STALE_S:
+        return {"code": "monitoring_silent", "text": f"monitoring silent for {age_s:.0f} s: is the safety process "
+                                                     f"running?"}
+    entry = None if state.preempt_sequence_id else next_due_entry(now)
+    ok, why = sm.may_dispatch(sm.DispatchInputs(
+        phase=state.phase, mode=state.mode, safety=state.safety, executor_busy=False,
+        has_preempt=state.preempt_sequence_id is not None, next_entry_due=entry is not None))
+    if ok:
+        return {"code": "starting", "text": f"starting: {why}"}
+    if state.mode != sm.AUTOMATIC:
+        text = f"mode is {state.mode}" + (" (resume to observe)" if state.mode in (sm.PAUSED, sm.STOPPED) else "")
+        return {"code": "mode", "text": text}
+    if state.safety != sm.SAFE:
+        reasons = "; ".join(state.safety_reasons or []) or state.safety
+        return {"code": "unsafe", "text": f"not safe: {reasons}"}
+    if state.phase != sm.NIGHT:
+        return {"code": "daytime", "text": f"it is {state.phase}"}
+    waiting = Sequence.objects.filter(status=Sequence.Status.PENDING, window_start__lte=now, window_end__gt=now,
+                                      request__status__in=("submitted", "scheduled", "executing")).count()
+    upcoming = next_entry_start(now)
+    if waiting:
+        text = f"{waiting} sequence(s) wait for a plan; a new plan is requested"
+    elif upcoming:
+        text = f"next planned sequence starts at {upcoming:%H:%M:%S} UTC"
+    else:
+        text = "nothing to observe: no sequence is planned or waiting"
+    return {"code": "nothing_due", "text": text, "waiting": waiting}
+
+
+def next_entry_start(now: datetime | None = None) -> datetime | None:
+    from scheduler.selectors import schedule_current_entries
+
+    entry = schedule_current_entries(now=now, waiting_only=True).first()
+    return entry.tsp if entry is not None else None
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
 def _iso(value):
     return value.isoformat().replace("+00:00", "Z") if value else None
 
@@ -104,6 +164,10 @@ def observatory_status() -> dict:
         "next": _next_entries(),
         "weather": snapshot.get("weather") or {},
         "pause_requested": state.pause_requested or None,
+        "idle_reason": (idle_reason(state=state) or {}).get("text"),
+        "safety_alarm": snapshot.get("safety_alarm"),
+        "watchdog": snapshot.get("watchdog"),
+        "last_poll_age_s": _rounded(last_poll_age_s(state)),
         "version": state.version,
         "updated": _iso(state.updated),
     }

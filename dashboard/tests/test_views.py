@@ -89,3 +89,15 @@ def test_alert_banner_fragment_is_empty_without_an_alert(astronomer_client, site
     response = astronomer_client.get("/dashboard/alert-banner/")
     assert response.status_code == 200
     assert b"alert-banner" not in response.content
+
+
+def test_safety_alarm_watchdog_and_idle_reason_are_shown(operator_client, site):
+    m.ObservatoryState.objects.filter(site=site).update(
+        mode="automatic", phase="night", safety="unsafe", safety_reasons=["rain 5 mm/h > 0 mm/h"],
+        devices_snapshot={"dome": {"shutter": "open"}, "mount": {"state": "tracking"},
+                          "watchdog": {"status": "armed", "heartbeat_timeout_s": 60.0},
+                          "safety_alarm": {"since": "2026-01-01T00:00:00+00:00", "problems": ["dome close repeated"]}})
+    html = operator_client.get("/").content.decode()
+    assert 'id="safety-alarm">ALARM: dome not confirmed closed' in html and "dome close repeated" in html
+    assert 'id="watchdog-status">armed' in html
+    assert "No sequence is executing<span id=\"idle-reason\">: not safe: rain 5 mm/h &gt; 0 mm/h" in html

@@ -95,6 +95,13 @@
       li.textContent = r;
       return li;
     }));
+    const alarm = s.safety_alarm;
+    $("safety-alarm")?.classList.toggle("d-none", !alarm);
+    text("safety-alarm-detail", alarm && alarm.problems ? " (" + alarm.problems.join("; ") + ")" : " ");
+    const watchdog = s.watchdog || {};
+    text("watchdog-status", (watchdog.status || "—") +
+      (typeof watchdog.heartbeat_timeout_s === "number" ? " (" + watchdog.heartbeat_timeout_s.toFixed(0) + " s)" : ""));
+    text("idle-reason", s.idle_reason ? ": " + s.idle_reason : " ");
     const dome = s.dome || {};
     badge("dome-shutter", dome.shutter || "unknown", {open: "text-success", closed: "text-secondary"});
     text("dome-azimuth", fixed(dome.azimuth_deg, 1));
