@@ -14,7 +14,7 @@ import threading
 import time
 from datetime import timedelta
 
-from django.db import close_old_connections, connection
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
 from django.db.models import F
 from django.utils import timezone
 
@@ -41,6 +41,10 @@ log = logging.getLogger("pyros.majordome")
 
 HEARTBEAT_EVERY_S = 2.0
 WATCH_EVERY_S = 0.25
+# A database outage the watcher rides out (reconnecting) before it stops the sequence it cannot watch.
+WATCHER_DB_OUTAGE_S = 15.0
+# How long the end of an execution is retried while the database is unreachable.
+FINISH_RETRY_S = 60.0
 
 # What an outcome means for the sequence.
 _STATUS_OF_OUTCOME = {
@@ -97,14 +101,31 @@ class Watcher(threading.Thread):
     def run(self) -> None:
         ctl = self.control
         last_beat = 0.0
+        db_down_since: float | None = None
         try:
             while not ctl.finished.wait(WATCH_EVERY_S):
-                self.check_flags()
-                now = time.monotonic()
-                if ctl.dirty.is_set() or now - last_beat >= HEARTBEAT_EVERY_S:
-                    ctl.dirty.clear()
-                    self._write_progress()
-                    last_beat = now
+                try:
+                    self.check_flags()
+                    now = time.monotonic()
+                    if ctl.dirty.is_set() or now - last_beat >= HEARTBEAT_EVERY_S:
+                        ctl.dirty.clear()
+                        self._write_progress()
+                        last_beat = now
+                    if db_down_since is not None:
+                        log.warning("watcher of sequence %s: database back after %.1f s", ctl.sequence_id,
+                                    time.monotonic() - db_down_since)
+                        db_down_since = None
+                except (OperationalError, InterfaceError) as exc:
+                    # A database restart: reconnect at the next round. Stop flags cannot be read meanwhile; an
+                    # outage longer than the executor's staleness limit stops the sequence (planned again).
+                    connection.close()
+                    now = time.monotonic()
+                    if db_down_since is None:
+                        db_down_since = now
+                        log.warning("watcher of sequence %s: database unreachable (%s); reconnecting",
+                                    ctl.sequence_id, exc)
+                    elif now - db_down_since > WATCHER_DB_OUTAGE_S:
+                        raise
         except Exception:  # the executor must learn that its watcher died: stop rather than run blind
             log.exception("watcher of sequence %s failed", ctl.sequence_id)
             ctl.request_stop(reason="watcher failed", interrupts=True)
@@ -146,8 +167,23 @@ def sequence_execute(*, sequence_id: int, token: str, observatory=None) -> str:
         outcome = outcome_from_plans(sequence_plans(seq.pk), reason=f"internal error: {exc}")
     finally:
         control.finished.set()
-    _apply_deferred_pause(state.pk)
-    return execution_finish(sequence_id=seq.pk, token=token, outcome=outcome)
+    return _finish_despite_database_faults(state.pk, seq.pk, token, outcome)
+
+
+def _finish_despite_database_faults(state_id: int, sequence_id: int, token: str, outcome: SequenceOutcome) -> str:
+    """Record the end, retrying while the database is unreachable (a restart takes seconds): otherwise the
+    sequence would wait, executing, for the stale-execution recovery."""
+    deadline = time.monotonic() + FINISH_RETRY_S
+    while True:
+        try:
+            _apply_deferred_pause(state_id)
+            return execution_finish(sequence_id=sequence_id, token=token, outcome=outcome)
+        except (OperationalError, InterfaceError) as exc:
+            connection.close()
+            if time.monotonic() > deadline:
+                raise
+            log.warning("sequence %s: cannot record its end yet (%s); retrying", sequence_id, exc)
+            time.sleep(1.0)
 
 
 def _apply_deferred_pause(state_id: int) -> None:

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
 from common.messages import send_after_commit
@@ -153,6 +153,14 @@ def sequence_run(*, sequence: Sequence, control: ExecutionControl, observatory) 
                                    "planned again", sum(p.images_done for p in plans))
         log.error("sequence %s failed on the devices: %s", seq.pk, exc)
         return outcome_from_plans(plans, reason=f"{exc.__class__.__name__}: {exc}")
+    except (OperationalError, InterfaceError) as exc:
+        # The database went away (a restart, a failover): transient like a lost device link, one retry.
+        if seq.device_retries < MAX_DEVICE_RETRIES:
+            log.warning("sequence %s interrupted by a database error, to be retried: %s", seq.pk, exc)
+            return SequenceOutcome(OutcomeKind.RETRYABLE, f"database error ({exc.__class__.__name__}), planned again",
+                                   sum(p.images_done for p in plans))
+        log.error("sequence %s: database error after its retry: %s", seq.pk, exc)
+        return outcome_from_plans(plans, reason=f"database error: {exc}")
     except Exception as exc:
         log.exception("sequence %s failed", seq.pk)
         return outcome_from_plans(plans, reason=f"internal error: {exc}")
