@@ -400,13 +400,22 @@ def render_frame(
     transients=(),
     seed: int | None = None,
     object_name: str = "",
+    catalog=None,
+    pointing_error_arcsec: tuple[float, float] = (0.0, 0.0),
+    distortion_corner_px: float = 0.0,
 ) -> tuple[np.ndarray, fits.Header]:
     """Render one raw frame; returns (uint16 array of shape (height//binning, width//binning), header).
 
     ``when_utc`` is the start of the exposure (DATE-OBS). Stars come from :func:`catalog_stars`
-    (down to V=21); transients get their flux averaged over the exposure. ``seed`` fixes the noise
-    (the star field is fixed anyway). Raises ``ValueError`` on an unknown frame type or filter,
-    a negative exposure or a binning that is not 1-4.
+    (down to V=21), or from ``catalog`` (a :class:`devices.catalogs.ReferenceCatalog`: a local file
+    or a Gaia cache gives a real star field, at the epoch of the frame); transients get their flux
+    averaged over the exposure. ``seed`` fixes the noise (the star field is fixed anyway).
+
+    The header (RA/DEC and its WCS) says (``ra_deg``, ``dec_deg``); the sky is rendered
+    ``pointing_error_arcsec`` (east, north) away from it, as a mount's pointing model leaves it, and
+    with a radial (barrel > 0, pincushion < 0) distortion moving stars ``distortion_corner_px`` at
+    the corners (cubic in the distance from the centre). Raises ``ValueError`` on an unknown frame
+    type or filter, a negative exposure or a binning that is not 1-4.
     """
     camera = camera or CameraModel()
     conditions = conditions or SkyConditions()
@@ -435,10 +444,9 @@ def render_frame(
         sky_mag = conditions.sky_brightness_mag_per_arcsec2(filter_name)
         signal_e += 10 ** (-0.4 * (sky_mag - zp)) * pixel_area_arcsec2 * exposure_s
         radius_deg = math.hypot(width, height) * scale / 3600.0 / 2.0 + 0.02
-        stars = catalog_stars(ra_deg, dec_deg, radius_deg, mag_limit=_RENDER_MAG_LIMIT)
-        ras = [stars["ra_deg"]]
-        decs = [stars["dec_deg"]]
-        mags = [stars[f"mag_{filter_name}"].astype(np.float64)]
+        true_dec = dec_deg + pointing_error_arcsec[1] / 3600.0
+        true_ra = (ra_deg + pointing_error_arcsec[0] / 3600.0 / max(math.cos(math.radians(true_dec)), 1e-6)) % 360.0
+        ras, decs, mags = _field_stars(catalog, true_ra, true_dec, radius_deg, filter_name, when_utc)
         for t in transients:
             mag = t.mean_magnitude(when_utc, exposure_s, filter_name)
             if math.isfinite(mag):
@@ -447,8 +455,13 @@ def render_frame(
                 mags.append(np.array([mag]))
         ra_all, dec_all, mag_all = np.concatenate(ras), np.concatenate(decs), np.concatenate(mags)
         x, y, in_front = sky_to_pixel(
-            ra_all, dec_all, center_ra_deg=ra_deg, center_dec_deg=dec_deg, scale_arcsec_px=scale, crpix=crpix
+            ra_all, dec_all, center_ra_deg=true_ra, center_dec_deg=true_dec, scale_arcsec_px=scale, crpix=crpix
         )
+        if distortion_corner_px:
+            dx, dy = x - crpix[0], y - crpix[1]
+            r_corner = math.hypot(width, height) / 2.0
+            factor = 1.0 - distortion_corner_px / r_corner * (np.hypot(dx, dy) / r_corner) ** 2
+            x, y = crpix[0] + dx * factor, crpix[1] + dy * factor
         flux_e = np.where(in_front, 10 ** (-0.4 * (mag_all - zp)) * exposure_s, 0.0)
         sigma_px = conditions.seeing_fwhm_arcsec / scale / (2.0 * math.sqrt(2.0 * math.log(2.0)))
         _add_point_sources(signal_e, x - 1.0, y - 1.0, flux_e, max(sigma_px, 0.3))
@@ -497,6 +510,24 @@ def render_frame(
         header["SEEING"] = (conditions.seeing_fwhm_arcsec, "[arcsec] simulated seeing FWHM")
     _wcs_header(header, ra_deg=ra_deg, dec_deg=dec_deg, scale_arcsec_px=scale, crpix=crpix)
     return data, header
+
+
+def _field_stars(catalog, ra_deg: float, dec_deg: float, radius_deg: float, filter_name: str, when_utc: datetime):
+    """([ra], [dec], [mag]) of the stars to render: the synthetic sky, or a catalogue's stars at the
+    frame's epoch in the filter's band (its Clear, V or R magnitude when it has none in that band)."""
+    if catalog is None:
+        stars = catalog_stars(ra_deg, dec_deg, radius_deg, mag_limit=_RENDER_MAG_LIMIT)
+        return [stars["ra_deg"]], [stars["dec_deg"]], [stars[f"mag_{filter_name}"].astype(np.float64)]
+    epoch = 2000.0 + (_mjd(when_utc) - 51544.5) / 365.25
+    stars = catalog.cone(ra_deg, dec_deg, radius_deg, epoch_jyear=epoch)
+    mags = np.full(len(stars), np.nan)
+    for band in (filter_name, "Clear", "V", "R"):
+        column = f"mag_{band}"
+        if column in (stars.dtype.names or ()):
+            values = np.asarray(stars[column], dtype=np.float64)
+            mags = np.where(np.isfinite(mags), mags, values)
+    ok = np.isfinite(mags)
+    return [np.asarray(stars["ra_deg"])[ok]], [np.asarray(stars["dec_deg"])[ok]], [mags[ok]]
 
 
 def _mjd(when_utc: datetime) -> float:

@@ -154,6 +154,27 @@ WHITENOISE_USE_FINDERS = DEBUG
 PYROS_DATA_DIR = Path(env_str("PYROS_DATA_DIR", str(VAR_DIR / "data"))).resolve()
 MEDIA_ROOT = PYROS_DATA_DIR
 
+# The analyzer's reference catalogue, chosen like TOM Toolkit's facilities: a registry of classes and
+# the one in use with its options (analyzer/catalogs.py; README "The analyzer on real skies").
+PYROS_CATALOG_CLASSES = {
+    "simulated": "devices.catalogs.SimulatedSkyCatalog",
+    "local": "devices.catalogs.LocalCatalogFile",
+    "gaia-dr3": "devices.catalogs.GaiaDR3Catalog",
+}
+_catalog_name = env_str("PYROS_CATALOG", "simulated")
+PYROS_REFERENCE_CATALOG = {
+    "NAME": _catalog_name,
+    "OPTIONS": {
+        "local": {"path": env_str("PYROS_CATALOG_PATH", "")},
+        "gaia-dr3": {"cache_dir": env_str("PYROS_CATALOG_CACHE_DIR", str(VAR_DIR / "catalog-cache"))},
+    }.get(_catalog_name, {}),
+}
+# astrometry.net index files for blind solving (empty: off). Debian's astrometry-data-* packages
+# install theirs in /usr/share/astrometry.
+PYROS_ASTROMETRY_INDEX_DIR = env_str("PYROS_ASTROMETRY_INDEX_DIR", "")
+# Known moving objects removed from afterglow candidates: "" (none) or "skybot" (IMCCE SkyBoT, online).
+PYROS_EPHEMERIS = env_str("PYROS_EPHEMERIS", "")
+
 # E-mail: console by default; PYROS_EMAIL_FILE_PATH writes each message to a file instead.
 _email_dir = env_str("PYROS_EMAIL_FILE_PATH", "")
 if env_str("EMAIL_HOST", ""):

@@ -3,17 +3,24 @@
 An exposure lasts its duration, then the readout time, then the FITS file goes out on the BLOB
 ``CCD1``. The frame is rendered in a worker thread while the exposure runs (pointing, filter and
 dome state sampled at the start), so delivery does not wait for the renderer. ``SIM_TRANSIENT``
-injects a fading point source; ``SIM_SKY`` sets seeing, Moon and Sun (for twilight)."""
+injects a fading point source; ``SIM_SKY`` sets seeing, Moon and Sun (for twilight).
+
+The sky is the synthetic one unless ``PYROS_SIMULATOR_CATALOG`` names a catalogue
+(``local:PATH`` a catalogue file, ``gaia:CACHE_DIR`` a Gaia DR3 cache: a simulated real field);
+``PYROS_SIMULATOR_POINTING_ERROR_ARCSEC`` ("east,north") offsets the rendered sky from the header's
+pointing and ``PYROS_SIMULATOR_DISTORTION_PX`` bends the field (stars moved that much at the corners)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
+import os
 from datetime import UTC, datetime
 
 from indipydriver import BLOBMember, BLOBVector, Device, IPyDriver
 
-from devices import coords, sky
+from devices import catalogs, coords, sky
 from devices.simulators.base import (
     SharedState,
     connection_vector,
@@ -30,6 +37,18 @@ from devices.simulators.base import (
 FRAME_MEMBERS = {"FRAME_LIGHT": "LIGHT", "FRAME_BIAS": "BIAS", "FRAME_DARK": "DARK", "FRAME_FLAT": "FLAT"}
 AMBIENT_C = 10.0
 COOLING_C_PER_S = 1.0
+log = logging.getLogger("pyros.devices.simulators")
+
+
+def sky_from_environment() -> tuple[catalogs.ReferenceCatalog | None, tuple[float, float], float]:
+    """(catalogue or None for the synthetic sky, pointing error east/north arcsec, distortion px)."""
+    spec = os.environ.get("PYROS_SIMULATOR_CATALOG", "").strip()
+    catalog = None if spec in ("", "simulated") else catalogs.catalog_from_spec(spec)
+    error = os.environ.get("PYROS_SIMULATOR_POINTING_ERROR_ARCSEC", "").strip()
+    east, _, north = error.partition(",")
+    pointing_error = (float(east or 0.0), float(north or 0.0))
+    distortion = float(os.environ.get("PYROS_SIMULATOR_DISTORTION_PX", "") or 0.0)
+    return catalog, pointing_error, distortion
 
 
 class CameraDriver(IPyDriver):
@@ -186,6 +205,9 @@ class CameraDriver(IPyDriver):
         self.temp_c = AMBIENT_C
         self.temp_target_c: float | None = None
         self.shared.seeing_fwhm_arcsec = self.cfg.seeing_fwhm_arcsec
+        self.sky_catalog, self.pointing_error_arcsec, self.distortion_px = sky_from_environment()
+        if self.sky_catalog is not None:
+            log.info("simulated camera renders the stars of %r", self.sky_catalog)
 
     # -- hardware loop: cooler -------------------------------------------------------------
 
@@ -261,6 +283,9 @@ class CameraDriver(IPyDriver):
                 conditions=conditions,
                 transients=tuple(self.shared.transients),
                 object_name=object_name,
+                catalog=self.sky_catalog,
+                pointing_error_arcsec=self.pointing_error_arcsec,
+                distortion_corner_px=self.distortion_px,
             )
         header["CCD-TEMP"] = (round(self.temp_c, 2), "[C] sensor temperature")
         if focus is not None:
