@@ -13,7 +13,7 @@ Pure functions on numpy arrays and plain dicts (no Django):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +27,12 @@ from analyzer.measure import SourceTable
 # deblending overflow, aperture truncated, masked or with a non-positive sum.
 _BAD_FLAGS = 2 | 4 | 16 | 32 | 64 | 128
 _KIND_WEIGHT = {"new": 1.0, "brightened": 0.7}
+# (ra_deg, dec_deg, radius_deg, when_utc) -> known solar-system objects there then:
+# [{"name", "ra_deg", "dec_deg", "mag" (or None)}] (an ephemeris backend, e.g. IMCCE SkyBoT).
+MovingObjectsFn = Callable[[float, float, float, datetime], list[dict[str, Any]]]
+# A candidate this close to a predicted asteroid position is that asteroid (ephemerides of numbered
+# asteroids are good to a few arcseconds; fainter, poorly-known ones to ~10").
+MOVING_OBJECT_RADIUS_ARCSEC = 10.0
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,7 @@ def find_candidates(
     pixel_scale_arcsec: float,
     min_snr: float = 7.0,
     brighter_by_mag: float = 0.75,
+    catalog_mag_err: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
     """Afterglow candidates among ``sources`` (whose ra/dec/mag are already astrometrically and
     photometrically calibrated), ranked by score (best first).
@@ -88,7 +95,8 @@ def find_candidates(
     * *new*: no catalogue star within the match radius, and brighter than the catalogue's depth in
       this band (a fainter unmatched source may simply be a star the catalogue does not list), or
     * *brightened*: brighter than all catalogue stars within the match radius together by more than
-      ``brighter_by_mag`` and by more than 5 sigma in flux.
+      ``brighter_by_mag`` and by more than 5 sigma in flux, sigma combining the measurement's error
+      and the catalogue's (``catalog_mag_err``, when given).
     """
     n = len(sources)
     if n == 0 or len(sources.ra_deg) != n:
@@ -148,6 +156,10 @@ def find_candidates(
             # excess on a faint star is already ~1 mag and would look like 5 "magnitude sigmas".
             measured_flux = 10 ** (-0.4 * float(sources.mag[i]))
             flux_err = measured_flux * max(float(sources.mag_err[i]), 1e-3) / 1.0857
+            if catalog_mag_err is not None:
+                cat_err = np.nan_to_num(np.asarray(catalog_mag_err, dtype=np.float64)[neighbours], nan=0.0)
+                cat_flux_err = float(np.sqrt(np.sum((cat_flux[neighbours] * cat_err / 1.0857) ** 2)))
+                flux_err = math.hypot(flux_err, cat_flux_err)
             excess_sigma = (measured_flux - expected_flux) / flux_err
             if delta_mag > brighter_by_mag and excess_sigma > 5.0:
                 kind = "brightened"
@@ -186,6 +198,27 @@ def find_candidates(
     for rank, candidate in enumerate(candidates, start=1):
         candidate["rank"] = rank
     return candidates
+
+
+def remove_moving_objects(candidates: list[dict[str, Any]], known: Iterable[Mapping[str, Any]], *,
+                          radius_arcsec: float = MOVING_OBJECT_RADIUS_ARCSEC) -> tuple[list[dict], list[dict]]:
+    """(kept, rejected): a candidate within ``radius_arcsec`` of a known moving object is that object."""
+    known = [k for k in known if k.get("ra_deg") is not None and k.get("dec_deg") is not None]
+    if not known:
+        return candidates, []
+    kept, rejected = [], []
+    for candidate in candidates:
+        separations = [float(angular_separation_deg(candidate["ra_deg"], candidate["dec_deg"], k["ra_deg"],
+                                                    k["dec_deg"])) * 3600.0 for k in known]
+        nearest = int(np.argmin(separations))
+        if separations[nearest] <= radius_arcsec:
+            rejected.append({**candidate, "reason": f"known moving object {known[nearest].get('name', '?')} "
+                                                   f"{separations[nearest]:.1f}\" away"})
+        else:
+            kept.append(candidate)
+    for rank, candidate in enumerate(kept, start=1):
+        candidate["rank"] = rank
+    return kept, rejected
 
 
 # --------------------------------------------------------------------------------------------

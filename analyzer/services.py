@@ -7,8 +7,10 @@ store what it returns. Files live under ``settings.PYROS_DATA_DIR``; rows keep p
 
 from __future__ import annotations
 
+import io
 import logging
 import os
+import re
 import tempfile
 import warnings
 from collections import defaultdict
@@ -21,6 +23,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from analyzer import catalogs
 from analyzer.afterglow import BurstRegion
 from analyzer.calibration import AnalysisError, MasterFrame, Masters, build_master, load_fits, select_masters
 from analyzer.pipeline import analyze_image_with_quicklook
@@ -39,6 +42,9 @@ CALIBRATION_SERIES_MAX_AGE = timedelta(hours=24)
 # An alert whose error radius is unknown (0 or missing) is searched over the whole frame: 1 deg covers
 # any field of our cameras, and the afterglow search still requires a source absent from the catalogue.
 UNKNOWN_ERROR_RADIUS_DEG = 1.0
+# The WCS cards replaced by a solved WCS (a stale SIP term or CDELT left behind would bend the new one).
+_WCS_KEY = re.compile(r"WCSAXES|CTYPE[12]|CUNIT[12]|CRVAL[12]|CRPIX[12]|CD[12]_[12]|CDELT[12]|CROTA[12]|PC[12]_[12]|"
+                      r"LONPOLE|LATPOLE|WCSSRC|WCSRMS|WCSNSTAR|(A|B|AP|BP)_ORDER|(A|B|AP|BP)_\d+_\d+")
 _CALIBRATION_KINDS = (Image.FrameType.BIAS, Image.FrameType.DARK, Image.FrameType.FLAT)
 
 
@@ -115,7 +121,13 @@ def image_analyze(*, image_id: int) -> AnalysisResult:
 
     masters = masters_for_image(image, path)
     burst = burst_region_for_image(image)
-    result, png = analyze_image_with_quicklook(path, masters=masters, burst=burst)
+    result, png = analyze_image_with_quicklook(
+        path, masters=masters, burst=burst, catalog=catalogs.reference_catalog(),
+        astrometry_index_dir=catalogs.astrometry_index_dir() or None,
+        moving_objects=catalogs.moving_objects_backend() if burst is not None else None,
+    )
+    if result.get("wcs_header"):
+        _write_solved_wcs(image, path, result["wcs_header"])
 
     quicklook_path = ""
     if png is not None:
@@ -133,6 +145,35 @@ def image_analyze(*, image_id: int) -> AnalysisResult:
                  result.get("zero_point_mag"), result.get("limiting_mag"), len(result.get("candidates") or []),
                  (result.get("timings_s") or {}).get("total", 0.0))
     return stored
+
+
+def _write_solved_wcs(image: Image, path: Path, cards: dict[str, Any]) -> None:
+    """Replace the pointing WCS of the stored FITS (and its header copy) with the solved one, so a
+    download opens in DS9 or Aladin on the right sky. Pixels are untouched; the file is replaced
+    atomically. A file that cannot be rewritten keeps its pointing WCS (logged, analysis unaffected)."""
+    from astropy.io import fits
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with fits.open(path, mode="readonly", memmap=False) as hdul:
+                header = hdul[0].header
+                for key in list(header.keys()):
+                    if _WCS_KEY.fullmatch(key):
+                        header.remove(key, remove_all=True)
+                for key, value in cards.items():
+                    header[key] = value
+                content = io.BytesIO()
+                hdul.writeto(content, output_verify="silentfix")
+        relative = str(path.relative_to(data_dir()))
+        _write_atomically(relative, content.getvalue())
+    except (OSError, ValueError, KeyError) as exc:
+        log.warning("image %s: solved WCS not written into %s: %s", image.pk, path, exc)
+        return
+    if image.header:
+        stored = {key: value for key, value in image.header.items() if not _WCS_KEY.fullmatch(key)}
+        stored.update(cards)
+        Image.objects.filter(pk=image.pk).update(header=stored)
 
 
 def image_analysis_request(*, image_id: int) -> None:

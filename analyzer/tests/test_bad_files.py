@@ -55,14 +55,31 @@ def test_truncated_download_fails_instead_of_being_zero_padded(good_frame):
         (("DATE-OBS", "MJD-OBS"), "DATE-OBS"),
         (("EXPTIME", "EXPOSURE"), "EXPTIME"),
         (("FILTER",), "FILTER"),
-        (("CTYPE1", "CTYPE2"), "WCS"),
-        (("CD1_1", "CD1_2", "CD2_1", "CD2_2"), "WCS"),
     ],
 )
 def test_missing_headers_fail_with_the_header_named(good_frame, keys, reason):
     result = analyze_image(_without(good_frame, *keys))
     assert result["status"] == "failed"
     assert reason in result["failure_reason"]
+
+
+def test_without_a_wcs_the_pointing_and_plate_scale_are_refined(good_frame):
+    result = analyze_image(_without(good_frame, "CTYPE1", "CTYPE2", "CD1_1", "CD1_2", "CD2_1", "CD2_2"))
+    assert result["status"] == "ok", result["failure_reason"]
+    assert result["astrometry"]["method"] == "refine"
+    assert result["zero_point_mag"] is not None
+
+
+def test_a_frame_that_cannot_be_placed_is_measured_without_astrometry_with_the_reason(good_frame):
+    content = _without(good_frame, "CTYPE1", "CTYPE2", "RA", "DEC")
+    result = analyze_image(content, astrometry_index_dir=None)
+    assert result["status"] == "ok"
+    assert result["astrometry"]["method"] is None
+    assert "no pointing in the header" in result["astrometry"]["reason"]
+    assert "blind solving is off" in result["astrometry"]["reason"]
+    assert any("measured without astrometry" in w for w in result["warnings"])
+    assert result["n_sources"] > 100 and result["fwhm_px"] is not None
+    assert result["zero_point_mag"] is None and result["candidates"] == []
 
 
 def test_unreadable_date_is_named(good_frame):

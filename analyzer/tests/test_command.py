@@ -59,3 +59,31 @@ def test_corrupt_file_prints_the_reason_and_exits_1(tmp_path):
     output, code = _run(str(path))
     assert code == 1
     assert output.startswith("failed:") and "corrupt or unreadable FITS" in output
+
+
+def test_a_frame_written_by_pyros_with_a_configured_local_catalogue_is_solved_and_calibrated(tmp_path):
+    """The issue's 'done when': PyROS's own FILE (standard headers, pointing WCS 2' off the sky), a
+    local catalogue named in the settings -> a solved WCS, a zero point and the limiting magnitude."""
+    from django.test import override_settings
+
+    from analyzer.tests.realsky import REAL_DEC_DEG, REAL_RA_DEG, render_real, write_local_catalog
+    from devices.catalogs import LocalCatalogFile
+    from devices.sky import write_fits
+    from observation_manager.fits_files import ImageContext, add_pyros_headers
+
+    catalog_path = write_local_catalog(tmp_path)
+    camera_fits = write_fits(*render_real(LocalCatalogFile(catalog_path), seed=9, pointing_error_arcsec=(100.0, 60.0)))
+    ctx = ImageContext(telescope="T60", detector="PyROS Simulated Camera", target="field", frame_type="light",
+                       filter_name="R", exposure_s=30.0, site_name="OHP", site_lat_deg=43.93, site_lon_deg=5.71,
+                       site_elev_m=650.0, ra_deg=REAL_RA_DEG, dec_deg=REAL_DEC_DEG, pixel_scale_arcsec=1.0)
+    written, _ = add_pyros_headers(camera_fits, ctx, airmass=1.3, ccd_temp_c=-60.0)
+    path = tmp_path / "pyros.fits"
+    path.write_bytes(written)
+    with override_settings(PYROS_REFERENCE_CATALOG={"NAME": "local", "OPTIONS": {"path": str(catalog_path)}}):
+        output, code = _run(str(path))
+    assert code == 0, output
+    assert "WCS solved by refine" in output
+    assert "catalogue: local catalogue gaia_dr3_cone.fits" in output
+    result_lines = dict(line.split(":", 1) for line in output.splitlines() if line.startswith(("zero point",)))
+    assert float(result_lines["zero point"].split("+-")[0]) > 23.0
+    assert "limiting mag (5 sigma): 2" in output

@@ -310,3 +310,33 @@ def test_an_ordinary_request_image_has_no_afterglow_search(data_dir, detector):
     # An unknown error radius (0) searches the whole frame rather than nothing.
     assert services.burst_region_for_image(image).error_deg == services.UNKNOWN_ERROR_RADIUS_DEG
     assert services.burst_region_for_image(image).t0_utc == datetime(2026, 3, 1, 22, 0, tzinfo=UTC)
+
+
+def test_the_solved_wcs_replaces_the_pointing_wcs_in_the_stored_file(data_dir, detector):
+    import warnings
+
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    from devices.sky import render_frame, write_fits
+
+    data, header = render_frame(ra_deg=FIELD_RA_DEG, dec_deg=FIELD_DEC_DEG, exposure_s=10.0, filter_name="R",
+                                when_utc=NIGHT_UTC, seed=31)
+    header["CRVAL2"] += 40.0 / 3600.0  # the mount's pointing was 40" off
+    header["WCSSRC"] = "pointing"
+    image = store_image(detector, content=write_fits(data, header), seed=31)
+    image.header = {"WCSSRC": "pointing", "CRVAL2": header["CRVAL2"], "OBJECT": "test field"}
+    image.save()
+    analysis = services.image_analyze(image_id=image.pk)
+    assert analysis.status == m.AnalysisResult.Status.OK
+    assert analysis.wcs_offset_arcsec == pytest.approx(40.0, abs=0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with fits.open(services.data_path(image.file_path)) as hdul:
+            hdul.verify("exception")
+            written = hdul[0].header
+            wcs = WCS(written)
+    assert written["WCSSRC"] == "refine" and written["WCSNSTAR"] >= 100 and written["WCSRMS"] < 0.3
+    assert wcs.wcs.crval[1] == pytest.approx(FIELD_DEC_DEG, abs=0.3 / 3600.0)
+    image.refresh_from_db()
+    assert image.header["WCSSRC"] == "refine" and image.header["OBJECT"] == "test field"

@@ -14,9 +14,11 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from analyzer import catalogs
 from analyzer.afterglow import BurstRegion
 from analyzer.calibration import AnalysisError, MasterFrame, Masters
-from analyzer.pipeline import DEFAULT_CATALOG, analyze_image, analyze_image_with_quicklook
+from analyzer.pipeline import analyze_image, analyze_image_with_quicklook
+from devices.catalogs import CatalogError, catalog_from_spec
 
 
 class Command(BaseCommand):
@@ -29,6 +31,10 @@ class Command(BaseCommand):
         parser.add_argument("--dark", help="master dark FITS")
         parser.add_argument("--flat", action="append", default=[], help="master flat FITS (repeatable)")
         parser.add_argument("--no-catalog", action="store_true", help="skip astrometry, zero point and candidates")
+        parser.add_argument("--catalog", help="reference catalogue instead of the configured one (PYROS_CATALOG): "
+                            "simulated, local:PATH or gaia:CACHE_DIR")
+        parser.add_argument("--index-dir", help="astrometry.net index files for a blind solve "
+                            "(default: PYROS_ASTROMETRY_INDEX_DIR)")
         parser.add_argument("--burst-ra", type=float, help="burst error region centre RA (deg)")
         parser.add_argument("--burst-dec", type=float, help="burst error region centre Dec (deg)")
         parser.add_argument("--burst-error", type=float, help="burst error radius (deg)")
@@ -38,13 +44,16 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         masters = self._masters(options)
         burst = self._burst(options)
-        catalog = None if options["no_catalog"] else DEFAULT_CATALOG
+        catalog = None if options["no_catalog"] else self._catalog(options)
+        index_dir = options["index_dir"] or catalogs.astrometry_index_dir() or None
         if options["png"]:
-            result, png = analyze_image_with_quicklook(options["file"], masters=masters, catalog=catalog, burst=burst)
+            result, png = analyze_image_with_quicklook(options["file"], masters=masters, catalog=catalog, burst=burst,
+                                                       astrometry_index_dir=index_dir)
             if png is not None:
                 Path(options["png"]).write_bytes(png)
         else:
-            result = analyze_image(options["file"], masters=masters, catalog=catalog, burst=burst)
+            result = analyze_image(options["file"], masters=masters, catalog=catalog, burst=burst,
+                                   astrometry_index_dir=index_dir)
         if masters is None:
             result["warnings"].append("pass --bias/--dark/--flat (master FITS files) to calibrate")
         if options["json"]:
@@ -53,6 +62,15 @@ class Command(BaseCommand):
             self.stdout.write(self._summary(result))
         if result["status"] == "failed":
             raise SystemExit(1)
+
+    @staticmethod
+    def _catalog(options: dict[str, Any]):
+        if not options["catalog"]:
+            return catalogs.reference_catalog()
+        try:
+            return catalog_from_spec(options["catalog"])
+        except CatalogError as exc:
+            raise CommandError(str(exc)) from exc
 
     @staticmethod
     def _masters(options: dict[str, Any]) -> Masters | None:
@@ -86,12 +104,21 @@ class Command(BaseCommand):
     def _summary(result: dict[str, Any]) -> str:
         if result["status"] != "ok":
             return f"{result['status']}: {result['failure_reason']}"
+        astrometry = result.get("astrometry") or {}
+        if astrometry.get("method"):
+            solved = (f"WCS solved by {astrometry['method']}: residual {astrometry['residual_arcsec']} arcsec on "
+                      f"{astrometry['n_matched']} stars, distortion {astrometry['distortion'] or 'none'}")
+        else:
+            solved = f"WCS not solved: {astrometry.get('reason') or 'no reference catalogue'}"
+        catalog = result.get("catalog") or {}
         lines = [
             f"status: ok  sources: {result['n_sources']}  matched: {result['n_matched']}",
+            solved,
+            f"catalogue: {catalog.get('name')} ({catalog.get('n_stars')} stars, band {catalog.get('band')})",
             f"background: {result['background_adu']} ADU  noise: {result['noise_adu']} ADU",
             f"seeing FWHM: {result['fwhm_arcsec']} arcsec  WCS offset: {result['wcs_offset_arcsec']} arcsec",
             f"zero point: {result['zero_point_mag']} +- {result['zero_point_err_mag']}  "
-            f"limiting mag (5 sigma): {result['limiting_mag']}",
+            f"limiting mag (5 sigma): {result['limiting_mag']} (AB {result['limiting_mag_ab']})",
             f"candidates: {result['n_candidates']}",
         ]
         for cand in result["candidates"][:10]:
