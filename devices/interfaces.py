@@ -42,7 +42,8 @@ class MountState:
     """Where the mount points (ICRS/J2000 degrees) and what it does.
 
     ``status`` is one of ``"parked"``, ``"parking"``, ``"slewing"``, ``"tracking"``, ``"idle"``
-    (stopped, not tracking) or ``"error"`` (last motion failed)."""
+    (stopped, not tracking) or ``"error"`` (last motion failed). ``pier_side`` is ``"east"`` (normal
+    pointing, looking west), ``"west"`` (through the pole) or ``None`` when the mount does not say."""
 
     ra_deg: float
     dec_deg: float
@@ -52,6 +53,7 @@ class MountState:
     tracking: bool
     parked: bool
     time_utc: datetime
+    pier_side: str | None = None
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,86 @@ def running_simulators(
 
 
 # ---------------------------------------------------------------------------------------------
+# ASCOM Alpaca simulators (PyPI alpaca-simulators, through devices.alpaca.simulator)
+# ---------------------------------------------------------------------------------------------
+
+
+def alpaca_simulators_unavailable_reason() -> str | None:
+    """Why the Alpaca simulators cannot run here, or None if they can."""
+    import importlib.util
+
+    for module, package in (("alpaca", "alpyca"), ("alpaca_simulators", "alpaca-simulators")):
+        if importlib.util.find_spec(module) is None:
+            return f"{package} not installed (pip install -e '.[dev]')"
+    return None
+
+
+class AlpacaSimulators:
+    """``python -m devices.alpaca.simulator`` on 127.0.0.1:``port`` (a free port unless given), its
+    configuration and catalogue in ``workdir``; ``fields`` are (ra_deg, dec_deg, radius_deg) where the
+    sky has stars; ``discovery_port`` > 0 adds a discovery responder on 127.0.0.1. ``restart()`` starts
+    it again on the same port, ``kill()`` ends it at once (SIGKILL, as a crash)."""
+
+    def __init__(self, workdir: str | os.PathLike, *, port: int | None = None, fields=(), site=None,
+                 discovery_port: int = 0, slew_rate_deg_s: float = 10.0, log_path=None) -> None:
+        self.host = "127.0.0.1"
+        self.port = port or free_port()
+        self.workdir = Path(workdir)
+        self.fields = tuple(fields)
+        self.site = site
+        self.discovery_port = discovery_port
+        self.slew_rate_deg_s = slew_rate_deg_s
+        self.log_path = log_path or self.workdir / "alpaca-simulators.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> AlpacaSimulators:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "devices.alpaca.simulator", "--host", self.host, "--port", str(self.port),
+               "--workdir", str(self.workdir), "--discovery-port", str(self.discovery_port),
+               "--slew-rate", str(self.slew_rate_deg_s)]
+        for ra, dec, radius in self.fields:
+            cmd += ["--field", f"{ra},{dec},{radius}"]
+        if self.site is not None:
+            cmd += ["--latitude", str(self.site.latitude_deg), "--longitude", str(self.site.longitude_deg),
+                    "--elevation", str(self.site.elevation_m)]
+        env = {**os.environ,
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+               "MPLCONFIGDIR": str(self.workdir / "matplotlib")}
+        out = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
+        self.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        out.close()
+        wait_for_port(self.host, self.port, 60.0, self.proc)
+        return self
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@contextlib.contextmanager
+def running_alpaca_simulators(workdir: str | os.PathLike, **kwargs) -> Iterator[AlpacaSimulators]:
+    """The Alpaca simulators (see :class:`AlpacaSimulators`), stopped afterwards."""
+    sims = AlpacaSimulators(workdir, **kwargs).start()
+    try:
+        yield sims
+    finally:
+        sims.stop()
+
+
+# ---------------------------------------------------------------------------------------------
 # Debian's indi-bin simulators, kept off the network
 # ---------------------------------------------------------------------------------------------
 #

@@ -178,6 +178,8 @@ class IndiMount(_IndiDevice, Mount):
             status = "error"
         else:
             status = "tracking" if tracking else "idle"
+        pier = link.vector(self.name, "TELESCOPE_PIER_SIDE")
+        pier_side = "east" if _on(pier, "PIER_EAST") else "west" if _on(pier, "PIER_WEST") else None
         return MountState(
             ra_deg=ra_deg,
             dec_deg=dec_deg,
@@ -187,6 +189,7 @@ class IndiMount(_IndiDevice, Mount):
             tracking=tracking,
             parked=parked,
             time_utc=now,
+            pier_side=pier_side,
         )
 
     async def synchronise(self) -> None:

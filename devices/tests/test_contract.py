@@ -1,6 +1,6 @@
-"""The contract every device backend passes, run against the built-in simulators (always) and
-Debian's ``indi-bin`` simulators (when installed; CI installs them, and there a skip is a failure
-with PYROS_REQUIRE_SERVICES=1)."""
+"""The contract every device backend passes, run against the built-in INDI simulators (always),
+Debian's ``indi-bin`` simulators and PyPI's ASCOM Alpaca simulators (when installed; CI installs them,
+and there a skip is a failure with PYROS_REQUIRE_SERVICES=1)."""
 
 from __future__ import annotations
 
@@ -17,20 +17,35 @@ from astropy.io import fits
 
 from devices import coords
 from devices.errors import DeviceAborted, DeviceError, DeviceNotFound, DeviceRefused
+from devices.interfaces import Site
 from devices.observatory import KINDS, connect
 from devices.testing import (
+    AlpacaSimulators,
+    alpaca_simulators_unavailable_reason,
     debian_indi_unavailable_reason,
     running_debian_simulators,
     start_simulators,
     stop_process,
 )
 
+ALL_INDI = {kind: "indi" for kind in KINDS}
+ALL_ALPACA = {**{kind: "alpaca" for kind in KINDS}, "watchdog": "none"}
+
 
 class Backend:
-    """A running INDI server and how to restart it behind the same port."""
+    """A running device server and how to restart it behind the same port."""
 
     def __init__(
-        self, kind: str, port: int, names: dict | None, restart, exposure_header: dict, pointing_tolerance_deg: float
+        self,
+        kind: str,
+        port: int,
+        names: dict | None,
+        restart,
+        exposure_header: dict,
+        pointing_tolerance_deg: float,
+        *,
+        expected_kinds: set[str] | None = None,
+        connect_kwargs: dict | None = None,
     ) -> None:
         self.pointing_tolerance_deg = pointing_tolerance_deg
         self.kind = kind
@@ -38,9 +53,18 @@ class Backend:
         self.names = names
         self.restart = restart
         self.exposure_header = exposure_header
+        # Debian: its five simulators, plus indi_simulator_focus and indi_watchdog when installed
+        self.expected_kinds = expected_kinds or (set(names) if names else set(KINDS))
+        self.connect_kwargs = connect_kwargs or {"backends": ALL_INDI}
 
 
-@pytest.fixture(scope="module", params=["builtin", "debian"])
+def _unavailable(reason: str) -> None:
+    if os.environ.get("PYROS_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module", params=["builtin", "debian", "alpaca"])
 def backend(request, tmp_path_factory):
     if request.param == "builtin":
         state = {}
@@ -53,12 +77,31 @@ def backend(request, tmp_path_factory):
 
         yield Backend("builtin", port, None, restart, {"TELESCOP": "PyROS Simulated Telescope"}, 1.0 / 60.0)
         stop_process(state["proc"])
+    elif request.param == "alpaca":
+        from devices.alpaca.connection import AlpacaSettings
+
+        reason = alpaca_simulators_unavailable_reason()
+        if reason:
+            _unavailable(reason)
+        # the simulators start at another site than PyROS's: the reconnect case checks the site is sent again
+        sims = AlpacaSimulators(tmp_path_factory.mktemp("alpaca"), site=Site(48.0, 8.0, 1000.0)).start()
+        try:
+            yield Backend(
+                "alpaca",
+                sims.port,
+                None,
+                sims.restart,
+                {"INSTRUME": "Simulator Camera", "TELESCOP": "Simulator Telescope"},
+                1.0 / 60.0,
+                expected_kinds={"mount", "dome", "filter_wheel", "camera", "weather", "focuser"},
+                connect_kwargs={"backends": ALL_ALPACA, "alpaca": AlpacaSettings(port=sims.port)},
+            )
+        finally:
+            sims.stop()
     else:
         reason = debian_indi_unavailable_reason()
         if reason:
-            if os.environ.get("PYROS_REQUIRE_SERVICES") == "1":
-                pytest.fail(f"Debian INDI simulators required in CI: {reason}")
-            pytest.skip(reason)
+            _unavailable(f"Debian INDI simulators: {reason}")
         with running_debian_simulators(tmp_path_factory.mktemp("indi-home")) as server:
             yield Backend(
                 "debian",
@@ -73,7 +116,7 @@ def backend(request, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def observatory(backend):
-    obs = connect("127.0.0.1", backend.port, names=backend.names, timeout_s=20)
+    obs = connect("127.0.0.1", backend.port, names=backend.names, timeout_s=20, **backend.connect_kwargs)
     yield obs
     obs.close()
 
@@ -91,8 +134,7 @@ def _separation_deg(ra1, dec1, ra2, dec2) -> float:
 
 
 def test_connect_finds_every_device(observatory, backend):
-    # Debian: its five simulators, plus indi_simulator_focus and indi_watchdog when installed
-    expected = set(backend.names) if backend.names else set(KINDS)
+    expected = backend.expected_kinds
     assert {"mount", "dome", "filter_wheel", "camera", "weather"} <= expected
     assert set(observatory.names) == expected
     state = observatory.mount.state()
@@ -238,7 +280,7 @@ def test_focuser_moves_to_an_absolute_position(observatory, backend):
 
 def test_focuser_abort_within_a_move(observatory, backend):
     focuser = _focuser(observatory, backend)
-    if observatory.link.vector(focuser.name, "FOCUS_ABORT_MOTION") is None:
+    if backend.kind != "alpaca" and observatory.link.vector(focuser.name, "FOCUS_ABORT_MOTION") is None:
         with pytest.raises(DeviceNotFound) as info:
             focuser.abort()
         assert info.value.permanent
@@ -268,7 +310,8 @@ WATCHDOG_MARGIN_S = {"builtin": 4.0, "debian": 40.0}
 
 def test_watchdog_parks_mount_and_dome_when_heartbeats_stop(observatory, backend):
     if "watchdog" not in observatory.names:
-        pytest.skip(f"no watchdog on the {backend.kind} server (indi_watchdog not installed)")
+        why = "ASCOM Alpaca has no watchdog device" if backend.kind == "alpaca" else "indi_watchdog not installed"
+        pytest.skip(f"no watchdog on the {backend.kind} server ({why})")
     watchdog, mount, dome = observatory.watchdog, observatory.mount, observatory.dome
     if mount.state().parked:
         mount.unpark()
@@ -305,11 +348,15 @@ def test_watchdog_parks_mount_and_dome_when_heartbeats_stop(observatory, backend
     mount.unpark()
 
 
-def test_error_on_a_command_the_driver_refuses(observatory):
-    link = observatory.link
-    wheel = observatory.names["filter_wheel"]
+def test_error_on_a_command_the_driver_refuses(observatory, backend):
     with pytest.raises(DeviceError) as info:
-        link.call(link.command(wheel, "FILTER_SLOT", {"FILTER_SLOT_VALUE": "99"}, timeout_s=5), 10)
+        if backend.kind == "alpaca":
+            client = observatory.filter_wheel.client
+            client.call("filter position", lambda: setattr(client, "Position", 99))
+        else:
+            link = observatory.link
+            wheel = observatory.names["filter_wheel"]
+            link.call(link.command(wheel, "FILTER_SLOT", {"FILTER_SLOT_VALUE": "99"}, timeout_s=5), 10)
     assert isinstance(info.value, DeviceRefused) or not info.value.permanent
     # a target below the horizon is refused before anything moves
     ra, dec = _target_above_horizon(observatory, 12.0, -60.0)
@@ -326,11 +373,21 @@ def test_reconnect_after_the_server_restarts(observatory, backend):
     wheel.select(target, timeout_s=30)
     assert wheel.current() == target
     # site and time were sent again to the restarted mount
-    lat = observatory.link.number(observatory.names["mount"], "GEOGRAPHIC_COORD", "LAT")
+    if backend.kind == "alpaca":
+        client = observatory.mount.client
+
+        def site_latitude():
+            return client.call("site latitude", lambda: client.SiteLatitude)
+    else:
+
+        def site_latitude():
+            return observatory.link.number(observatory.names["mount"], "GEOGRAPHIC_COORD", "LAT")
+
+    lat = site_latitude()
     deadline = time.monotonic() + 5
     while abs((lat or 0) - observatory.site.latitude_deg) > 1e-3 and time.monotonic() < deadline:
         time.sleep(0.1)
-        lat = observatory.link.number(observatory.names["mount"], "GEOGRAPHIC_COORD", "LAT")
+        lat = site_latitude()
     assert lat == pytest.approx(observatory.site.latitude_deg, abs=1e-3)
     data = observatory.camera.expose(duration_s=0.1, frame_type="BIAS")
     assert np.frombuffer(data[:9], dtype=np.uint8).tobytes() == b"SIMPLE  ="

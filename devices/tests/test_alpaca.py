@@ -1,0 +1,256 @@
+"""The Alpaca backend beyond the shared contract: settings, discovery, aborts, image transfer in both
+wire formats, and devices that vanish or hang, against PyPI's alpaca-simulators on loopback."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import threading
+import time
+import types
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from devices import coords
+from devices.errors import DeviceAborted, DeviceDisconnected, DeviceError, DeviceTimeout
+from devices.interfaces import Site
+from devices.observatory import KINDS, backend_choice, connect
+from devices.testing import AlpacaSimulators, alpaca_simulators_unavailable_reason
+
+ALL_ALPACA = {**{kind: "alpaca" for kind in KINDS}, "watchdog": "none"}
+SITE = Site(43.9308, 5.7133, 650.0)
+
+
+def _need_simulators() -> None:
+    reason = alpaca_simulators_unavailable_reason()
+    if reason:
+        if os.environ.get("PYROS_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"required in CI: {reason}")
+        pytest.skip(reason)
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _connect(sims: AlpacaSimulators, **settings):
+    from devices.alpaca.connection import AlpacaSettings
+
+    return connect(site=SITE, backends=ALL_ALPACA, alpaca=AlpacaSettings(port=sims.port, **settings), timeout_s=20)
+
+
+@pytest.fixture(scope="module")
+def sims(tmp_path_factory):
+    _need_simulators()
+    sims = AlpacaSimulators(tmp_path_factory.mktemp("alpaca"), site=SITE, discovery_port=_free_udp_port()).start()
+    yield sims
+    sims.stop()
+
+
+@pytest.fixture(scope="module")
+def observatory(sims):
+    obs = _connect(sims)
+    yield obs
+    obs.close()
+
+
+# -- settings ----------------------------------------------------------------------------------
+
+
+def test_backend_choice_from_the_environment():
+    assert backend_choice({}) == {kind: "indi" for kind in KINDS}
+    everything = backend_choice({"PYROS_DEVICE_BACKEND": "alpaca"})
+    assert everything == ALL_ALPACA  # Alpaca has no watchdog
+    mixed = backend_choice({"PYROS_MOUNT_BACKEND": "alpaca", "PYROS_DOME_BACKEND": "none"})
+    assert mixed["mount"] == "alpaca" and mixed["dome"] == "none" and mixed["camera"] == "indi"
+    assert backend_choice({"PYROS_DEVICE_BACKEND": "alpaca", "PYROS_WATCHDOG_BACKEND": "indi"})["watchdog"] == "indi"
+    for bad in ({"PYROS_DEVICE_BACKEND": "ascom"}, {"PYROS_WATCHDOG_BACKEND": "alpaca"}):
+        with pytest.raises(ValueError):
+            backend_choice(bad)
+
+
+def test_alpaca_settings_from_the_environment():
+    from devices.alpaca.connection import AlpacaAddress, AlpacaSettings
+
+    settings = AlpacaSettings.from_env({
+        "PYROS_ALPACA_HOST": "10.0.0.5", "PYROS_ALPACA_PORT": "4567", "PYROS_ALPACA_CAMERA": "1",
+        "PYROS_ALPACA_FOCUSER": "10.0.0.6:11111/2", "PYROS_ALPACA_DOME": "none", "PYROS_ALPACA_IMAGEBYTES": "0",
+        "PYROS_ALPACA_SAFETY_MONITOR": "none",
+    })
+    assert settings.address("mount") == AlpacaAddress("10.0.0.5", 4567, 0)
+    assert settings.address("camera") == AlpacaAddress("10.0.0.5", 4567, 1)
+    assert settings.address("focuser") == AlpacaAddress("10.0.0.6", 11111, 2)
+    assert settings.address("dome") is None and settings.safety_monitor is None
+    assert settings.imagebytes is False
+    with pytest.raises(ValueError):
+        AlpacaSettings.from_env({"PYROS_ALPACA_CAMERA": "first"})
+
+
+def test_a_topocentric_mount_gets_apparent_coordinates_and_a_j2000_one_j2000():
+    from devices.alpaca.backend import AlpacaMount
+
+    mount = AlpacaMount(types.SimpleNamespace(pyros_name=""), None, "test mount", SITE)
+    when = datetime(2026, 12, 1, 22, 0, tzinfo=UTC)
+    mount._j2000 = False
+    assert mount._to_mount(150.0, 40.0, when) == coords.j2000_to_apparent(150.0, 40.0, when)
+    ra, dec = mount._from_mount(*mount._to_mount(150.0, 40.0, when), when)
+    assert ra == pytest.approx(150.0, abs=1e-7) and dec == pytest.approx(40.0, abs=1e-7)
+    mount._j2000 = True
+    assert mount._to_mount(150.0, 40.0, when) == (10.0, 40.0)
+
+
+# -- discovery ----------------------------------------------------------------------------------
+
+
+def test_discovery_finds_the_simulators_on_loopback(sims):
+    from devices.alpaca.discovery import discover, suggested_settings
+
+    t0 = time.perf_counter()
+    devices = discover(timeout_s=1.0, port=sims.discovery_port, broadcast=False)
+    assert time.perf_counter() - t0 < 5.0
+    ours = [d for d in devices if (d.host, d.port) == ("127.0.0.1", sims.port)]
+    kinds = {d.kind for d in ours}
+    assert {"mount", "camera", "dome", "filter_wheel", "focuser", "weather", "safety_monitor"} <= kinds
+    camera = next(d for d in ours if d.kind == "camera")
+    assert camera.number == 0 and camera.name == "Simulator Camera"
+    settings = suggested_settings(ours)
+    assert settings["PYROS_DEVICE_BACKEND"] == "alpaca"
+    assert settings["PYROS_ALPACA_PORT"] == str(sims.port) and settings["PYROS_ALPACA_CAMERA"] == "0"
+
+
+# -- aborts and images ----------------------------------------------------------------------------
+
+
+def test_a_30_s_exposure_is_aborted_within_a_second(observatory):
+    camera = observatory.camera
+    result: list[BaseException] = []
+    done = threading.Event()
+
+    def expose() -> None:
+        try:
+            camera.expose(duration_s=30.0)
+        except BaseException as exc:  # noqa: BLE001 - inspected below
+            result.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=expose, daemon=True).start()
+    time.sleep(1.5)
+    t0 = time.perf_counter()
+    camera.abort()
+    acknowledged = time.perf_counter() - t0
+    assert done.wait(1.0), "the exposure did not end within 1 s of the abort"
+    assert time.perf_counter() - t0 < 1.0
+    assert acknowledged < 0.1
+    assert len(result) == 1 and isinstance(result[0], DeviceAborted) and not result[0].permanent
+    assert camera.client.call("camera state", lambda: camera.client.CameraState) == 0  # idle
+    assert observatory.camera.expose(duration_s=0.2, frame_type="DARK").startswith(b"SIMPLE")
+
+
+def test_imagebytes_and_json_give_the_same_frame(observatory):
+    camera = observatory.camera
+    frames = {}
+    for imagebytes in (True, False):
+        camera.imagebytes = imagebytes
+        try:
+            data = camera.expose(duration_s=0.0, frame_type="BIAS")
+        finally:
+            camera.imagebytes = True
+        frames[camera.last_transfer.transport] = fits.getdata(io.BytesIO(data))
+    assert set(frames) == {"imagebytes", "json"}
+    assert frames["imagebytes"].shape == frames["json"].shape == (1024, 1280)
+    assert frames["imagebytes"].dtype == frames["json"].dtype == np.uint16
+
+
+def test_a_light_frame_has_stars_where_its_wcs_says(tmp_path):
+    """The frame's nominal WCS matches the simulated sky (the catalogue the analyzer uses)."""
+    _need_simulators()
+    from astropy.wcs import WCS
+
+    from devices.sky import catalog_stars
+
+    lst = coords.local_sidereal_time_deg(datetime.now(UTC), SITE.longitude_deg)
+    ra, dec = (lst - 10.0) % 360.0, 45.0
+    with _started(AlpacaSimulators(tmp_path, site=SITE, fields=[(ra, dec, 0.5)])) as sims:
+        obs = _connect(sims)
+        try:
+            obs.mount.unpark()
+            obs.mount.slew_to(ra_deg=ra, dec_deg=dec, timeout_s=60)
+            data = obs.camera.expose(duration_s=1.0, frame_type="LIGHT")
+        finally:
+            obs.close()
+    import sep
+
+    with fits.open(io.BytesIO(data)) as hdul:
+        header, image = hdul[0].header, hdul[0].data.astype(np.float64)
+    background = sep.Background(image)
+    sources = sep.extract(image - background, 10, err=background.globalrms)
+    sources = sources[np.argsort(-sources["flux"])][:20]
+    assert len(sources) >= 10
+    stars = catalog_stars(header["CRVAL1"], header["CRVAL2"], 0.3, mag_limit=21)
+    x, y = WCS(header).all_world2pix(stars["ra_deg"], stars["dec_deg"], 0)
+    offsets = [np.hypot(x - s["x"], y - s["y"]).min() for s in sources]
+    assert np.median(offsets) < 0.5  # pixels (1"/px)
+
+
+class _started:
+    def __init__(self, sims: AlpacaSimulators) -> None:
+        self.sims = sims
+
+    def __enter__(self) -> AlpacaSimulators:
+        return self.sims.start()
+
+    def __exit__(self, *exc) -> None:
+        self.sims.stop()
+
+
+# -- devices that vanish or hang -------------------------------------------------------------------
+
+
+def test_a_device_disappearing_mid_exposure_is_a_retryable_error(tmp_path):
+    _need_simulators()
+    with _started(AlpacaSimulators(tmp_path, site=SITE)) as sims:
+        obs = _connect(sims)
+        try:
+            operation = obs.camera.start_exposure(duration_s=10.0)
+            time.sleep(1.0)
+            sims.kill()
+            t0 = time.perf_counter()
+            with pytest.raises(DeviceError) as info:
+                operation.wait(10.0)
+            assert isinstance(info.value, DeviceDisconnected) and not info.value.permanent
+            assert time.perf_counter() - t0 < 5.0
+            assert not obs.connected
+            sims.start()  # back: the next call sets it up again
+            assert obs.camera.expose(duration_s=0.1, frame_type="DARK").startswith(b"SIMPLE")
+            assert obs.connected
+        finally:
+            obs.close()
+
+
+def test_a_hung_device_ends_the_exposure_with_a_timeout(tmp_path):
+    """A camera that stops answering (process stopped) ends the exposure with DeviceTimeout, not a hang."""
+    _need_simulators()
+    with _started(AlpacaSimulators(tmp_path, site=SITE)) as sims:
+        obs = _connect(sims, timeout_s=0.5)
+        try:
+            operation = obs.camera.start_exposure(duration_s=1.0)
+            time.sleep(0.5)
+            os.kill(sims.pid, signal.SIGSTOP)
+            try:
+                t0 = time.perf_counter()
+                with pytest.raises(DeviceError) as info:
+                    operation.wait(15.0)
+                assert isinstance(info.value, DeviceTimeout | DeviceDisconnected) and not info.value.permanent
+                assert time.perf_counter() - t0 < 6.0
+            finally:
+                os.kill(sims.pid, signal.SIGCONT)
+        finally:
+            obs.close()
