@@ -11,6 +11,7 @@ from typing import Any
 
 from django.db.models import Count, Q, QuerySet
 
+from analyzer import reports
 from analyzer.afterglow import match_candidates_across_images
 from pyrosapp.models import AlertEvent, AnalysisResult, CalibrationMaster, Image
 from user_manager.roles import OPERATOR, has_role
@@ -180,6 +181,97 @@ def _track_summary(track: dict[str, Any]) -> dict[str, Any]:
         "score": track["score"],
         "image_ids": [d["image_id"] for d in detections],
     }
+
+
+# --------------------------------------------------------------------------------------------
+# What the team sends out: photometry table, finding chart, GCN circular draft
+# --------------------------------------------------------------------------------------------
+
+
+def event_report(event: AlertEvent) -> reports.EventReport:
+    """The event's photometry rows (every analysed image: the best candidate's AB magnitude, or the
+    5-sigma AB upper limit), its best candidate, the telescope and catalogue used."""
+    rows = (AnalysisResult.objects.filter(image__sequence__request__alert_event=event,
+                                          status=AnalysisResult.Status.OK)
+            .order_by("image__date_obs")
+            .values("image_id", "candidates", "limiting_mag", "results__mid_time_utc", "results__field",
+                    "results__limiting_mag_ab", "results__catalog", "image__filter_name", "image__exposure_s",
+                    "image__detector__telescope__name", "image__detector__telescope__site__name"))
+    rows = [row for row in rows if row["results__mid_time_utc"]]
+    images = [{"image_id": r["image_id"], "candidates": r["candidates"], "limiting_mag": r["limiting_mag"],
+               "limiting_mag_ab": r["results__limiting_mag_ab"], "mid_time_utc": r["results__mid_time_utc"],
+               "field": r["results__field"], "filter": r["image__filter_name"], "exposure_s": r["image__exposure_s"]}
+              for r in rows]
+    tracks = match_candidates_across_images(images, t0_utc=event.burst_time)
+    best = tracks[0] if tracks else None
+    candidate = None
+    if best is not None:
+        fit = best.get("light_curve") or {}
+        candidate = {"ra_deg": best["ra_deg"], "dec_deg": best["dec_deg"], "error_arcsec": best["error_arcsec"],
+                     "decay_index": fit.get("decay_index"), "decay_index_err": fit.get("decay_index_err"),
+                     "fading": fit.get("fading"), "burst_ra_deg": event.ra_deg, "burst_dec_deg": event.dec_deg,
+                     "image_ids": [d["image_id"] for d in best["detections"]],
+                     "best_image_id": max(best["detections"], key=lambda d: d.get("snr") or 0.0)["image_id"]}
+        # mag_ab of each detection, from the candidate stored with the image
+        by_image = {i["image_id"]: i for i in images}
+        for detection in best["detections"]:
+            stored = next((c for c in by_image[detection["image_id"]]["candidates"]
+                           if abs(c["ra_deg"] - detection["ra_deg"]) < 1e-9 and abs(c["dec_deg"] - detection["dec_deg"])
+                           < 1e-9), {})
+            detection["mag_ab"] = stored.get("mag_ab")
+    catalog = next((r["results__catalog"] for r in reversed(rows) if r["results__catalog"]), None) or {}
+    first = rows[0] if rows else {}
+    return reports.EventReport(
+        event_name=event.name, trigger_time_utc=event.burst_time, burst_ra_deg=event.ra_deg,
+        burst_dec_deg=event.dec_deg, burst_error_deg=event.error_deg, missions=list(event.missions or []),
+        telescope=first.get("image__detector__telescope__name") or "PyROS telescope",
+        site=first.get("image__detector__telescope__site__name") or "", catalog_name=catalog.get("name"),
+        rows=reports.photometry_rows(images, best, event.burst_time), candidate=candidate,
+    )
+
+
+def event_finding_chart_png(event: AlertEvent, report: reports.EventReport | None = None) -> bytes | None:
+    """The finding chart of the event: the image where the candidate is the most significant (else the
+    first analysed image) around the candidate (else the alert position); None without a solved image."""
+    import warnings
+
+    from astropy.wcs import WCS, FITSFixedWarning
+
+    from analyzer.calibration import AnalysisError, load_fits
+    from analyzer.services import ImageFileError, data_path
+
+    report = report or event_report(event)
+    if not report.rows:
+        return None
+    image_id = report.candidate["best_image_id"] if report.candidate else report.rows[0]["image_id"]
+    image = Image.objects.select_related("analysis").filter(pk=image_id).first()
+    if image is None:
+        return None
+    solved = ((image.analysis.results or {}).get("wcs_header") if hasattr(image, "analysis") else None)
+    try:
+        data, header = load_fits(data_path(image.file_path))
+    except (AnalysisError, ImageFileError):
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        from astropy.io import fits
+
+        wcs = WCS(fits.Header(solved) if solved else header, naxis=2)
+    if not wcs.has_celestial:
+        return None
+    if report.candidate:
+        ra, dec = report.candidate["ra_deg"], report.candidate["dec_deg"]
+    elif report.burst_ra_deg is not None:
+        ra, dec = report.burst_ra_deg, report.burst_dec_deg
+    else:
+        return None
+    row = next((r for r in report.rows if r["image_id"] == image_id), None)
+    try:
+        return reports.finding_chart_png(data, wcs, centre_ra_deg=ra, centre_dec_deg=dec, candidate=report.candidate,
+                                         error_radius_deg=report.burst_error_deg,
+                                         title=reports.chart_title(report, row))
+    except ValueError:
+        return None
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,4 +15,7 @@ urlpatterns = [
     path("masters/", views.master_list, name="master_list"),
     path("masters/<int:pk>/fits/", views.master_fits, name="master_fits"),
     path("events/<int:event_id>/afterglow/", views.event_afterglow, name="event_afterglow"),
+    path("events/<int:event_id>/report/", views.event_report, name="event_report"),
+    path("events/<int:event_id>/photometry.<str:fmt>", views.event_photometry, name="event_photometry"),
+    path("events/<int:event_id>/finding-chart.png", views.event_finding_chart, name="event_finding_chart"),
 ]

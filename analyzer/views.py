@@ -22,7 +22,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.reverse import reverse as api_reverse
 
-from analyzer import selectors, services
+from analyzer import reports, selectors, services
 from pyrosapp.models import AlertEvent, AnalysisResult, CalibrationMaster, Image
 from user_manager.roles import ASTRONOMER, OPERATOR, IsValidatedUser, has_role, role_required
 
@@ -151,6 +151,42 @@ def event_afterglow(request: HttpRequest, event_id: int) -> HttpResponse:
         "light_curve": selectors.event_light_curve(event),
         "candidates": selectors.event_candidates(event),
     })
+
+
+@require_GET
+@role_required(ASTRONOMER)
+def event_report(request: HttpRequest, event_id: int) -> HttpResponse:
+    """What the team sends out for an event: photometry (table, downloads), the finding chart and an
+    editable GCN Circular draft to copy. Nothing is sent from here."""
+    event = get_object_or_404(AlertEvent, pk=event_id)
+    report = selectors.event_report(event)
+    return render(request, "analyzer/event_report.html", {
+        "event": event, "report": report, "circular": reports.circular_draft(report),
+    })
+
+
+@require_GET
+@role_required(ASTRONOMER)
+def event_photometry(request: HttpRequest, event_id: int, fmt: str) -> HttpResponse:
+    event = get_object_or_404(AlertEvent, pk=event_id)
+    table = reports.photometry_table(selectors.event_report(event))
+    content_type = "text/csv" if fmt == "csv" else "text/plain; charset=utf-8"
+    response = HttpResponse(reports.table_bytes(table, fmt), content_type=content_type)
+    slug = "".join(ch if ch.isalnum() else "_" for ch in event.name).strip("_") or f"event_{event.pk}"
+    response["Content-Disposition"] = f'attachment; filename="{slug}_photometry.{fmt}"'
+    return response
+
+
+@require_GET
+@role_required(ASTRONOMER)
+def event_finding_chart(request: HttpRequest, event_id: int) -> HttpResponse:
+    event = get_object_or_404(AlertEvent, pk=event_id)
+    png = selectors.event_finding_chart_png(event)
+    if png is None:
+        raise Http404("No solved image of this event to draw a finding chart from.")
+    response = HttpResponse(png, content_type="image/png")
+    response["Cache-Control"] = "private, max-age=60"
+    return response
 
 
 # --------------------------------------------------------------------------------------------
