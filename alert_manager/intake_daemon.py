@@ -241,6 +241,9 @@ def main() -> None:
     daemon = IntakeDaemon()
     signal.signal(signal.SIGTERM, daemon.stop)
     signal.signal(signal.SIGINT, daemon.stop)
+    from alert_manager.services.intake import start_requeue_thread
+
+    start_requeue_thread(daemon.stop_event)  # rows stored while the broker was down leave once it is back
     try:
         daemon.run()
     finally:

@@ -56,7 +56,7 @@ DEFAULT_TOPICS: tuple[str, ...] = (
 # mock does not answer a waiting fetch early when data arrives, so each message waits up to
 # fetch.wait.max.ms (default 500 ms): lower it there. Real Kafka brokers (GCN) answer a fetch as soon as
 # data arrives (fetch.min.bytes=1), so there the default costs no latency and spares GCN's brokers.
-BOOTSTRAP_FETCH_WAIT_MS = 10
+BOOTSTRAP_FETCH_WAIT_MS = 5
 HEARTBEAT_TIMEOUT_S = 60.0
 STATS_INTERVAL_MS = 1000
 

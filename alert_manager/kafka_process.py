@@ -81,6 +81,9 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     settings = kafka_settings()
+    from alert_manager.services.intake import start_requeue_thread
+
+    start_requeue_thread(stop)  # rows stored while the broker was down leave once it is back
     if not settings.configured:
         log.warning("%s; the Kafka intake waits (the rest of PyROS runs)", settings.why_not_configured)
         save_health(None, configured=False, detail=settings.why_not_configured)

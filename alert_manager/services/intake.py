@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import logging
 import os
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -205,7 +206,8 @@ def alert_queue(*, alert_id: int) -> bool:
                                   retry_policy={"max_retries": 1, "interval_start": 0.1, "interval_step": 0.1,
                                                 "interval_max": 0.2})
     except Exception as exc:  # noqa: BLE001 - any broker failure: the periodic task recovers the row
-        log.warning("alert %s stored but not queued (%s): process_pending will queue it", alert_id, exc)
+        log.warning("alert %s stored but not queued (%s): queued again as soon as the broker is back", alert_id, exc)
+        _unqueued.set()
         return False
     return True
 
@@ -231,10 +233,70 @@ def alert_queue_many(*, alert_ids: list[int]) -> bool:
                                        retry_policy={"max_retries": 1, "interval_start": 0.1, "interval_step": 0.1,
                                                      "interval_max": 0.2})
         except Exception as exc:  # noqa: BLE001 - any broker failure: the periodic task recovers the rows
-            log.warning("alerts %s stored but not queued (%s): process_pending will queue them",
+            log.warning("alerts %s stored but not queued (%s): queued again as soon as the broker is back",
                         alert_ids[start:], exc)
+            _unqueued.set()
             return False
     return True
+
+
+# --- Rows stored while the broker was down: queued as soon as it is back ---------------------------------
+# Set when a stored row could not be queued. The intake processes (alert-intake, alert-kafka) run a thread
+# that then tries again every REQUEUE_EVERY_S, so the rows leave within a second of the broker's return
+# instead of waiting for process_pending (every 30 s, rows older than 30 s). process_pending stays the
+# safety net for rows whose process died.
+REQUEUE_EVERY_S = 0.5
+_unqueued = threading.Event()
+
+
+def alert_requeue_unqueued(*, limit: int = 2000) -> int | None:
+    """Queue every row still `received` (oldest first); the number queued, None when the broker still refuses.
+    Queuing a row twice is harmless: processing claims a row with a conditional update."""
+    ids = list(Alert.objects.filter(status=Alert.Status.RECEIVED).order_by("received_at")
+               .values_list("pk", flat=True)[:limit])
+    _unqueued.clear()
+    if ids and not alert_queue_many(alert_ids=ids):
+        return None
+    if ids:
+        log.warning("%d alert(s) stored while the broker was unreachable are queued now", len(ids))
+    return len(ids)
+
+
+def _broker_reachable() -> bool:
+    """A connection to the broker can be opened now (checked quietly before queueing again)."""
+    from celery import current_app
+
+    try:
+        with current_app.connection_for_write() as connection_:
+            connection_.ensure_connection(max_retries=1, interval_start=0, timeout=1)
+    except Exception:  # noqa: BLE001 - any failure means: not yet
+        return False
+    return True
+
+
+def start_requeue_thread(stop: threading.Event | None = None) -> threading.Thread:
+    """The thread of an intake process that queues the rows stored during a broker outage once it is back."""
+    stop = stop or threading.Event()
+
+    def loop() -> None:
+        from django.db import close_old_connections
+
+        while not stop.is_set():
+            if not _unqueued.wait(1.0):
+                continue
+            while not stop.is_set():
+                try:
+                    close_old_connections()
+                    if _broker_reachable() and alert_requeue_unqueued() is not None:
+                        break
+                except Exception:  # noqa: BLE001 - the database may be down too: try again
+                    log.exception("re-queueing stored alerts failed")
+                    _unqueued.set()
+                stop.wait(REQUEUE_EVERY_S)
+
+    thread = threading.Thread(target=loop, name="pyros-alert-requeue", daemon=True)
+    thread.start()
+    return thread
 
 
 def alert_process_pending(*, pending_after_s: float = PENDING_AFTER_S, stuck_after_s: float = STUCK_AFTER_S,

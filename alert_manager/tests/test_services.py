@@ -4,6 +4,7 @@ one-line call of ``alert_process``); the majordome calls are recorded (they leav
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -393,3 +394,37 @@ def test_a_coarse_notice_of_a_burst_being_observed_is_an_update_not_a_dead_end(
     assert coarse.event_id == event.pk and event.status == AlertEvent.Status.OBSERVING
     assert "no re-point" in coarse.status_reason and event.error_deg == pytest.approx(0.05)
     assert other.event.status == AlertEvent.Status.NOT_ACTIONABLE and "error radius 2 deg" in other.status_reason
+
+
+def test_rows_stored_while_the_broker_is_down_are_queued_once_it_is_back(transactional_db, monkeypatch) -> None:  # noqa: ANN001
+    import threading
+
+    from alert_manager.tasks import process_alert
+
+    broker_up = threading.Event()
+    sent: list[int] = []
+
+    def apply_async(*, kwargs, **options):  # noqa: ANN001, ANN003, ANN202
+        if not broker_up.is_set():
+            raise ConnectionRefusedError("broker down")
+        sent.append(kwargs["alert_id"])
+
+    monkeypatch.setattr(process_alert, "apply_async", apply_async)
+    monkeypatch.setattr(intake, "_broker_reachable", broker_up.is_set)
+    monkeypatch.setattr(intake, "REQUEUE_EVERY_S", 0.05)
+    raw = swift_packet("BAT_GRB_Pos", 100777, 1, NIGHT, 10.0, 20.0, 0.05)
+    alert_id = services.alert_receive(raw=raw)
+    assert alert_id is not None and sent == [] and Alert.objects.get(pk=alert_id).status == "received"
+    stop = threading.Event()
+    thread = intake.start_requeue_thread(stop)
+    try:
+        time.sleep(0.3)
+        assert sent == []  # still down: nothing sent, nothing lost
+        broker_up.set()
+        deadline = time.monotonic() + 5
+        while not sent and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert sent == [alert_id]  # queued within a fraction of a second of the broker's return
+    finally:
+        stop.set()
+        thread.join(5)
