@@ -18,7 +18,7 @@ $(VENV)/.installed-run: pyproject.toml | $(PY)
 	@touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e '.[dev,bench]'
+	$(PY) -m pip install -q -e '.[dev,bench,catalogs]'
 	@touch $@ $(VENV)/.installed-run
 
 install: $(VENV)/.installed-run
