@@ -912,6 +912,9 @@ class AlpacaCamera(_AlpacaDevice, Camera):
 
         if data.ndim != 2 or data.size == 0:
             raise DeviceProtocolError(f"image of shape {data.shape}", device=self.name)
+        # ASCOM's row 0 is the top of the image, FITS's first row the bottom (as viewers show it): flip,
+        # so that a FITS viewer shows what the camera's own display shows
+        data = np.ascontiguousarray(data[::-1])
         if data.dtype.kind in "iu" and data.min() >= 0 and data.max() <= 65535:
             data = data.astype(np.uint16, copy=False)
         elif data.dtype.kind in "iu":
@@ -960,6 +963,7 @@ class AlpacaCamera(_AlpacaDevice, Camera):
             header["RADESYS"] = "ICRS"
             if self.focal_length_m and info["pixel_x_um"] and frame_type == "LIGHT":
                 self._wcs(header, data.shape, mount.ra_deg, mount.dec_deg, binning, info)
+        header["ROWORDER"] = ("BOTTOM-UP", "first row is the bottom of the image")
         header["SWCREATE"] = "PyROS devices.alpaca"
         hdu = fits.PrimaryHDU(data=data, header=header)
         buffer = io.BytesIO()
@@ -967,9 +971,9 @@ class AlpacaCamera(_AlpacaDevice, Camera):
         return buffer.getvalue()
 
     def _wcs(self, header, shape, ra_deg: float, dec_deg: float, binning: int, info: dict) -> None:
-        """A nominal TAN WCS from the optics: scale = pixel size / focal length, the optical axis at
-        pixel (NumX/2, NumY/2) and ASCOM's image orientation (row 0 at the top: north up, east left
-        on a display that puts row 0 at the top), turned by ``rotation_deg``. Plate solving refines it."""
+        """A nominal TAN WCS from the optics: scale = pixel size / focal length, the optical axis at the
+        centre of the frame, north up and east left (as a camera's own display shows the sky, rows
+        flipped as above), turned by ``rotation_deg`` (north through east). Plate solving refines it."""
         height, width = shape
         scale_x = float(info["pixel_x_um"]) * 1e-6 * binning / self.focal_length_m * 180.0 / math.pi
         scale_y = float(info["pixel_y_um"] or info["pixel_x_um"]) * 1e-6 * binning / self.focal_length_m * 180.0 / math.pi
@@ -983,9 +987,9 @@ class AlpacaCamera(_AlpacaDevice, Camera):
         header["CUNIT2"] = "deg"
         header["CRVAL1"] = (float(ra_deg), "[deg] RA of the reference pixel (J2000)")
         header["CRVAL2"] = (float(dec_deg), "[deg] Dec of the reference pixel (J2000)")
-        header["CRPIX1"] = float(width // 2)
-        header["CRPIX2"] = float(height // 2)
+        header["CRPIX1"] = width / 2.0 + 0.5
+        header["CRPIX2"] = height / 2.0 + 0.5
         header["CD1_1"] = -scale_x * math.cos(theta)
         header["CD1_2"] = scale_y * math.sin(theta)
-        header["CD2_1"] = -scale_x * math.sin(theta)
-        header["CD2_2"] = -scale_y * math.cos(theta)
+        header["CD2_1"] = scale_x * math.sin(theta)
+        header["CD2_2"] = scale_y * math.cos(theta)
