@@ -19,7 +19,7 @@ from majordome import selectors
 from majordome import state_machine as sm
 from majordome.device_link import get_observatory
 from majordome.dispatch import calibrations_dispatch, majordome_wake
-from majordome.state import StopKind, request_stop_current, request_stop_of, state_update
+from majordome.state import StopKind, request_stop_current, request_stop_of, request_stop_procedure, state_update
 from pyrosapp.models import ObservatoryState, Sequence
 from routine_manager.services import sequence_mark_planned
 from scheduler.services import schedule_request_replan
@@ -122,6 +122,8 @@ def observatory_point_now(*, ra_deg: float, dec_deg: float, reason: str) -> bool
         ObservatoryState.objects.filter(pk=state.pk).update(
             abort_sequence_id=state.current_sequence_id, abort_reason=f"pre-empted: {reason}"[:300],
             abort_kind=StopKind.INTERRUPT, version=F("version") + 1)
+    elif (state.progress or {}).get("kind") == "procedure":  # a procedure block: the alert comes first
+        request_stop_procedure(state, reason=f"pre-empted: {reason}", kind=StopKind.INTERRUPT)
     try:
         obs = get_observatory()
         obs.camera.abort()
@@ -150,6 +152,8 @@ def observatory_preempt(*, sequence_id: int, ra_deg: float, dec_deg: float, reas
     if running is not None:
         changes.update(abort_sequence_id=running.pk, abort_reason=f"pre-empted: {reason}"[:300],
                        abort_kind=StopKind.INTERRUPT)
+    if running is None and state.mode == sm.AUTOMATIC:  # a procedure of a block gives the telescope back
+        request_stop_procedure(state, reason=f"pre-empted: {reason}", kind=StopKind.INTERRUPT)
     state_update(state, reason=f"pre-emption by sequence {sequence_id}: {reason}", **changes)
     sequence_mark_planned(sequence_id=sequence_id)
     if running is None:

@@ -161,6 +161,8 @@ def observatory_status() -> dict:
         "dome": snapshot.get("dome"),
         "mount": snapshot.get("mount") or {"ra_deg": None, "dec_deg": None, "state": "unknown"},
         "current": current,
+        "procedure": ({k: progress.get(k) for k in ("item", "name", "current", "total", "step")}
+                      if progress.get("kind") == "procedure" else None),
         "next": _next_entries(),
         "weather": snapshot.get("weather") or {},
         "pause_requested": state.pause_requested or None,

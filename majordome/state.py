@@ -42,6 +42,19 @@ def request_stop_current(*, reason: str, kind: str, state: ObservatoryState | No
     state = state or selectors.observatory_state()
     running = selectors.executing_sequence()
     if running is None:
+        request_stop_procedure(state, reason=reason, kind=kind)
         return None
     request_stop_of(state, sequence_id=running.pk, reason=reason, kind=kind)
     return running.pk
+
+
+def request_stop_procedure(state: ObservatoryState, *, reason: str, kind: str) -> bool:
+    """Flag the procedure that holds the telescope (``progress.kind == "procedure"``) to stop: the same
+    columns as a sequence's stop, with no sequence id. Its worker's watcher sees the flag within a fraction
+    of a second and aborts the devices. Returns whether a procedure held the telescope."""
+    n = ObservatoryState.objects.filter(pk=state.pk, progress__kind="procedure").update(
+        abort_sequence_id=None, abort_reason=reason[:300], abort_kind=kind, version=F("version") + 1,
+        updated=timezone.now())
+    if n:
+        log.info("stop of the running procedure requested (%s): %s", kind, reason)
+    return bool(n)

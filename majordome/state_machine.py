@@ -72,3 +72,47 @@ def may_dispatch(inputs: DispatchInputs) -> tuple[bool, str]:
     if not inputs.next_entry_due:
         return False, "nothing planned now"
     return True, "next planned sequence is due"
+
+
+# --- Procedures (operator routines from the procedures queue) ---------------------------------------
+# What sky a procedure needs: a dark night (focus, pointing grid, standard stars), twilight (sky flats),
+# or none at all (dome and filter-wheel checks, darks): those may run by day.
+SKY_DARK, SKY_TWILIGHT, SKY_NONE = "dark", "twilight", "none"
+SKY_PHASES: dict[str, frozenset[str]] = {
+    SKY_DARK: frozenset({NIGHT}),
+    SKY_TWILIGHT: frozenset({DUSK, DAWN}),
+    SKY_NONE: frozenset({DAY, DUSK, NIGHT, DAWN}),
+}
+
+
+@dataclass(frozen=True)
+class ProcedureInputs:
+    phase: str
+    mode: str
+    safety: str
+    executor_busy: bool
+    has_preempt: bool
+    sky: str
+    in_block: bool  # a scheduled procedure block is open (automatic mode hands the telescope to the queue)
+
+
+def may_run_procedure(inputs: ProcedureInputs) -> tuple[bool, str]:
+    """Whether a procedure may take the telescope now, and why not. Manual (engineering) mode hands it to the
+    operator's queue; automatic mode only during a procedure block; never while unsafe, never before a
+    pre-empting (alert) sequence, never beside a running sequence."""
+    if inputs.executor_busy:
+        return False, "the telescope is busy (a sequence, calibrations or another procedure)"
+    if inputs.safety != SAFE:
+        return False, f"conditions are {inputs.safety}"
+    if inputs.has_preempt:
+        return False, "an alert sequence waits to run"
+    if inputs.mode == AUTOMATIC and not inputs.in_block:
+        return False, "mode is automatic and no procedure block is open (switch to manual, or open a block)"
+    if inputs.mode not in (MANUAL, AUTOMATIC):
+        return False, f"mode is {inputs.mode}"
+    phases = SKY_PHASES.get(inputs.sky)
+    if phases is None:
+        return False, f"unknown sky requirement {inputs.sky!r}"
+    if inputs.phase not in phases:
+        return False, f"it is {inputs.phase} and the procedure needs sky={inputs.sky}"
+    return True, "the telescope is free"

@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "observation_manager",
     "monitoring",
     "analyzer",
+    "procedures",
     "dashboard",
     "pyros",  # the project itself: demo seeding (manage.py seed_demo)
 ]
@@ -305,3 +306,9 @@ PYROS_SAFETY_ALARM_HOOK = env_str("PYROS_SAFETY_ALARM_HOOK", "")
 PYROS_REPLAN_DRIFT_S = env_float("PYROS_REPLAN_DRIFT_S", 120.0)
 # Sequences waiting, none due: the tick asks for a new plan at most this often.
 PYROS_IDLE_REPLAN_S = env_float("PYROS_IDLE_REPLAN_S", 60.0)
+# Issue #18: operator procedures and their queue (procedures/). The folder of procedure modules (Detect
+# changes / Reload read it), the manager's poll period, and how long an item may ignore an abort before its
+# worker is killed.
+PYROS_PROCEDURES_DIR = Path(env_str("PYROS_PROCEDURES_DIR", str(BASE_DIR / "procedures" / "library"))).resolve()
+PYROS_QUEUE_POLL_S = env_float("PYROS_QUEUE_POLL_S", 0.1)
+PYROS_QUEUE_ABORT_GRACE_S = env_float("PYROS_QUEUE_ABORT_GRACE_S", 10.0)
