@@ -60,16 +60,19 @@ def majordome_tick(now: datetime | None = None) -> str:
 
 def safety_loop_watch(state: ObservatoryState, now: datetime | None = None) -> float | None:
     """Staleness seen from outside the poll: no poll stored for ``PYROS_SAFETY_LOOP_STALE_S`` means the safety
-    process is dead or hung; the observatory becomes unsafe (nothing dispatched, nothing opened) and the
-    log says so. Returns the age of the last poll when it is stale."""
+    process is dead or hung (or PyROS was stopped); the log says so and the observatory's safety is no longer
+    known: `unknown` (nothing dispatched, nothing opened), or `unsafe` kept if it was unsafe (bad weather still
+    has its hold to wait out). When polls resume, good conditions after `unknown` are safe at once: after a
+    restart of PyROS the night goes on without waiting the hold for weather nobody saw turn bad.
+    Returns the age of the last poll when it is stale."""
     now = now or timezone.now()
     age_s = selectors.last_poll_age_s(state, now)
     if age_s is None or age_s <= settings.PYROS_SAFETY_LOOP_STALE_S:
         return None
     reason = f"monitoring silent for {age_s:.0f} s (is the safety process running?)"
-    if state.safety != sm.UNSAFE or not any(r.startswith("monitoring silent") for r in state.safety_reasons or []):
-        log.error("no safety poll for %.0f s: the safety process is dead or hung; observatory unsafe", age_s)
-    observatory_set_safety(safe=False, reasons=[reason])
+    if not any(r.startswith("monitoring silent") for r in state.safety_reasons or []):
+        log.error("no safety poll for %.0f s: the safety process is dead or hung; safety unknown", age_s)
+    observatory_set_safety(safe=False if state.safety == sm.UNSAFE else None, reasons=[reason])
     return age_s
 
 

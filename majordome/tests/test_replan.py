@@ -96,15 +96,19 @@ def test_waiting_sequences_with_nothing_due_ask_for_a_plan_from_the_tick_and_say
     del seq
 
 
-def test_a_silent_safety_process_makes_the_observatory_unsafe(demo, settings):
+def test_a_silent_safety_process_makes_safety_unknown_and_keeps_unsafe(demo, settings):
     settings.PYROS_SAFETY_LOOP_STALE_S = 30.0
     old = (timezone.now() - timedelta(seconds=45)).isoformat()
     ObservatoryState.objects.update(devices_snapshot={"time": old})
     state = selectors.observatory_state()
     assert night.safety_loop_watch(state) is not None
     state = selectors.observatory_state()
-    assert state.safety == "unsafe" and state.safety_reasons[0].startswith("monitoring silent for 4")
+    assert state.safety == "unknown" and state.safety_reasons[0].startswith("monitoring silent for 4")
     assert selectors.idle_reason()["code"] == "monitoring_silent"
     # a fresh poll: nothing to say
     ObservatoryState.objects.update(devices_snapshot={"time": timezone.now().isoformat()})
     assert night.safety_loop_watch(selectors.observatory_state()) is None
+    # unsafe weather when the process fell silent: it stays unsafe (the hold is still to wait)
+    ObservatoryState.objects.update(devices_snapshot={"time": old}, safety="unsafe", safety_reasons=["rain 5 mm/h"])
+    assert night.safety_loop_watch(selectors.observatory_state()) is not None
+    assert selectors.observatory_state().safety == "unsafe"
