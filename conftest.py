@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import uuid
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -41,6 +42,15 @@ def _synchronous_db_logging():
     from common.logging import DatabaseLogHandler
 
     DatabaseLogHandler.synchronous = True
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(settings):
+    """Each test its own in-memory cache: the throttle and rate-limit counters of one test (or of the
+    machine's running PyROS, whose cache is a folder under var/) never leak into another."""
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+                                   "LOCATION": f"test-{uuid.uuid4()}"}}
     yield
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.exceptions import NotFound
 from rest_framework.permissions import IsAuthenticated
@@ -47,7 +48,11 @@ class AlertEventDetailView(APIView):
 class AlertInProgressView(APIView):
     permission_classes = [IsAuthenticated, IsValidatedUser]
 
-    @extend_schema(summary="The burst being followed now (null if none)", responses=AlertEventSerializer)
+    @extend_schema(summary="The burst being followed now (JSON null if none)",
+                   responses={200: {"allOf": [{"$ref": "#/components/schemas/AlertEvent"}], "nullable": True}})
     def get(self, request):
         event = selectors.alert_in_progress()
-        return Response(AlertEventSerializer(event).data if event else None)
+        if event is None:
+            # DRF renders None as an empty body without a Content-Type: say null in JSON instead.
+            return HttpResponse(b"null", content_type="application/json")
+        return Response(AlertEventSerializer(event).data)

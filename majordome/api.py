@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import IsAuthenticated
@@ -14,7 +15,9 @@ from user_manager.roles import IsOperator, IsValidatedUser
 class StatusView(APIView):
     permission_classes = [IsAuthenticated, IsValidatedUser]
 
-    @extend_schema(summary="Observatory status", responses={200: OpenApiResponse(description="status JSON")})
+    @extend_schema(summary="Observatory status",
+                   responses={200: OpenApiResponse(OpenApiTypes.OBJECT, description="status JSON"),
+                              503: OpenApiResponse(description="no observatory configured")})
     def get(self, request):
         try:
             return Response(selectors.observatory_status())
@@ -33,10 +36,12 @@ class ControlView(APIView):
     permission_classes = [IsAuthenticated, IsOperator]
     action_name = ""
 
-    @extend_schema(request=PauseSerializer, responses={200: OpenApiResponse(description="status JSON after the action"),
+    @extend_schema(request=PauseSerializer, responses={200: OpenApiResponse(OpenApiTypes.OBJECT,
+                                                                             description="status JSON after the action"),
                                                        400: OpenApiResponse(description="bad input"),
                                                        403: OpenApiResponse(description="not an operator"),
-                                                       409: OpenApiResponse(description="not allowed now")})
+                                                       409: OpenApiResponse(description="not allowed now"),
+                                                       503: OpenApiResponse(description="no observatory configured")})
     def post(self, request):
         by = request.user.email
         try:

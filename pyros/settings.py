@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_bootstrap5",
+    "axes",  # login lockout after repeated failures (issue #16)
     "pyrosapp",
     "common",
     "user_manager",
@@ -68,6 +69,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "common.error_pages.ErrorPageMiddleware",  # the site's error pages, never Django's debug pages
+    "common.middleware.RejectNulBytesMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -76,6 +79,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "user_manager.middleware.LoginRequiredMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: answers a locked-out login with the lockout page
 ]
 
 ROOT_URLCONF = "pyros.urls"
@@ -117,13 +121,39 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     )
 
 AUTH_USER_MODEL = "pyrosapp.User"
-AUTHENTICATION_BACKENDS = ["user_manager.backends.ValidatedAccountBackend"]
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "user_manager.backends.ValidatedAccountBackend"]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# --- Abuse limits (issue #16: 40 wrong logins in 15 s were followed by a successful one) ---
+# django-axes: after PYROS_LOGIN_FAILURE_LIMIT wrong passwords for one e-mail from one address, that pair
+# is locked out for PYROS_LOGIN_COOLOFF_MIN minutes (429 and a page saying until when); a success resets.
+AXES_FAILURE_LIMIT = env_int("PYROS_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = env_float("PYROS_LOGIN_COOLOFF_MIN", 15.0) / 60.0  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_USERNAME_FORM_FIELD = "username"  # the login form's e-mail field
+AXES_USERNAME_CALLABLE = "user_manager.views.login_email"  # the e-mail, lower-cased as the form does
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "user_manager.views.locked_out"
+AXES_VERBOSE = False
+AXES_ENABLE_ACCESS_FAILURE_LOG = False
+# Password-reset e-mails: at most this many per address (and per client address) per hour; more are
+# silently not sent (the page does not tell whether an account exists). Registrations per client address.
+PYROS_PASSWORD_RESET_PER_HOUR = env_int("PYROS_PASSWORD_RESET_PER_HOUR", 3)
+PYROS_REGISTRATIONS_PER_HOUR = env_int("PYROS_REGISTRATIONS_PER_HOUR", 5)
+# Counters of the limits above and of the API throttles: a file cache every process of the machine
+# shares (gunicorn workers, Celery); a shared cache (Redis, memcached) for several machines.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                "LOCATION": str(VAR_DIR / "cache"), "OPTIONS": {"MAX_ENTRIES": 20000}},
+}
+# Django's debug pages (tracebacks, settings) are never shown, DEBUG or not; a developer may want them.
+PYROS_DEBUG_PAGES = env_bool("PYROS_DEBUG_PAGES", False)
+CSRF_FAILURE_VIEW = "common.error_pages.csrf_failure"
+
 LOGIN_URL = "user_manager:login"
 LOGIN_REDIRECT_URL = "dashboard:home"
 LOGOUT_REDIRECT_URL = "user_manager:login"
@@ -210,6 +240,13 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer", "rest_framework.renderers.BrowsableAPIRenderer"],
+    "EXCEPTION_HANDLER": "common.api.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["common.throttles.AnonThrottle", "common.throttles.UserThrottle"],
+}
+# Per account and per anonymous address. The dashboard polls about twice a second per open page.
+PYROS_API_THROTTLE_RATES = {
+    "user": env_str("PYROS_API_RATE_USER", "1200/min"),
+    "anon": env_str("PYROS_API_RATE_ANON", "60/min"),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "PyROS API",
@@ -219,6 +256,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {"AlertEventStatusEnum": "pyrosapp.models.alerts.AlertEvent.Status"},
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "common.api.postprocess_schema"],
 }
 
 # --- Celery (one app in pyros/celery.py; queues and routes there) ---

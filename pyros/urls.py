@@ -17,3 +17,9 @@ urlpatterns = [
     path("alerts/", include("alert_manager.urls")),
     path("", include("dashboard.urls")),
 ]
+
+# Error pages in the site's layout (JSON under /api/); with DEBUG on, common.error_pages.ErrorPageMiddleware.
+handler400 = "common.error_pages.bad_request"
+handler403 = "common.error_pages.permission_denied"
+handler404 = "common.error_pages.page_not_found"
+handler500 = "common.error_pages.server_error"

@@ -32,12 +32,15 @@ TREE = ("sequences", Prefetch("sequences__albums", queryset=Album.objects.select
         "sequences__albums__plans__filter")
 
 
+INVALID = "The request is not valid: see errors."
+
+
 def _flag(value) -> bool:
     return value is True or str(value).strip().lower() in {"1", "true", "yes", "on"}
 
 
 def _invalid(errors: dict[str, list[str]]) -> Response:
-    return Response({"valid": False, "errors": errors}, status=status.HTTP_400_BAD_REQUEST)
+    return Response({"detail": INVALID, "valid": False, "errors": errors}, status=status.HTTP_400_BAD_REQUEST)
 
 
 def _split_draft(data):
@@ -62,12 +65,14 @@ class RequestListCreateApi(APIView):
         parameters=[OpenApiParameter("status", str), OpenApiParameter("q", str, description="name or target"),
                     OpenApiParameter("program", int), OpenApiParameter("mine", bool),
                     OpenApiParameter("limit", int), OpenApiParameter("offset", int)],
-        responses=RequestOutSerializer(many=True))
+        responses=inline_serializer("PaginatedRequestOutList", {
+            "count": serializers.IntegerField(), "next": serializers.URLField(allow_null=True),
+            "previous": serializers.URLField(allow_null=True), "results": RequestOutSerializer(many=True)}))
     def get(self, request):
         program = request.query_params.get("program", "")
         queryset = selectors.request_list(
             user=request.user, status=request.query_params.get("status", "").strip(),
-            program_id=int(program) if program.isdigit() else None, search=request.query_params.get("q", "").strip(),
+            program_id=int(program) if program.isdigit() and len(program) < 16 else None, search=request.query_params.get("q", "").strip(),
             mine_only=_flag(request.query_params.get("mine", ""))).prefetch_related(*TREE)
         paginator = RequestPagination()
         page = paginator.paginate_queryset(queryset, request, view=self)
@@ -95,7 +100,9 @@ class RequestValidateApi(APIView):
     def post(self, request):
         data, _draft = _split_draft(request.data)
         report = builder_from_api_data(data, owner=request.user).validate()
-        return Response(report.to_dict(), status=status.HTTP_200_OK if report.valid else status.HTTP_400_BAD_REQUEST)
+        if not report.valid:
+            return Response({"detail": INVALID, **report.to_dict()}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(report.to_dict())
 
 
 class RequestDetailApi(APIView):
@@ -181,10 +188,12 @@ class RequestImportApi(APIView):
             elif isinstance(request.data, list):
                 batch = batch_from_list(request.data)
             else:
-                return Response({"imported": 0, "errors": [{"location": "request", "field": "file",
-                                                             "message": "Upload a file, or send a JSON list."}]},
+                return Response({"detail": "Nothing to import.", "imported": 0,
+                                 "errors": [{"location": "request", "field": "file",
+                                             "message": "Upload a file, or send a JSON list."}]},
                                 status=status.HTTP_400_BAD_REQUEST)
             created = services.requests_import(owner=request.user, batch=batch, submit=not draft)
         except ImportInvalid as exc:
-            return Response({"imported": 0, "errors": exc.errors}, status=status.HTTP_400_BAD_REQUEST)
+            return Response({"detail": "Nothing was imported: see errors.", "imported": 0, "errors": exc.errors},
+                            status=status.HTTP_400_BAD_REQUEST)
         return Response({"imported": len(created), "ids": [r.pk for r in created]}, status=status.HTTP_201_CREATED)

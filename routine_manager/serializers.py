@@ -165,14 +165,19 @@ class ValidationOkSerializer(serializers.Serializer):
 
 
 class ValidationErrorSerializer(serializers.Serializer):
-    valid = serializers.BooleanField()
-    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()),
+    """A 400 of the request endpoints: ``detail`` always; ``valid`` and ``errors`` when the body was a
+    request that does not validate (a body that is not JSON has ``detail`` only, as every API error)."""
+
+    detail = serializers.CharField()
+    valid = serializers.BooleanField(required=False)
+    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), required=False,
                                    help_text='Messages by field path, e.g. "sequences[0].window.start"')
 
 
 class ImportErrorSerializer(serializers.Serializer):
-    imported = serializers.IntegerField()
-    errors = serializers.ListField(child=serializers.DictField(child=serializers.CharField()),
+    detail = serializers.CharField()
+    imported = serializers.IntegerField(required=False)
+    errors = serializers.ListField(child=serializers.DictField(child=serializers.CharField()), required=False,
                                    help_text='[{"location": "row 3", "field": "exposure_s", "message": "..."}]')
 
 

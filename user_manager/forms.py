@@ -26,7 +26,10 @@ class EmailAuthenticationForm(AuthenticationForm):
             self.user_cache = authenticate(self.request, username=email, password=password)
             if self.user_cache is None:
                 user = User.objects.filter(email=email).first()
-                if user is not None and user.check_password(password):
+                # While locked out (django-axes) the password is not checked at all: telling a pending
+                # account's right password from a wrong one would still let a guesser go on.
+                locked_out = getattr(self.request, "axes_locked_out", False)
+                if user is not None and not locked_out and user.check_password(password):
                     if user.account_state == User.AccountState.PENDING:
                         raise forms.ValidationError(self.error_messages["pending"], code="pending")
                     if user.account_state == User.AccountState.REFUSED:

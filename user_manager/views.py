@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import logging
+
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
@@ -7,8 +10,25 @@ from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
 from django.utils.decorators import method_decorator
 
+from common.ratelimit import client_address, limit_reached
 from user_manager import selectors, services
 from user_manager.forms import EmailAuthenticationForm, ProfileForm, RegistrationForm
+
+log = logging.getLogger("pyros.user_manager")
+
+
+def login_email(request, credentials=None) -> str:
+    """The account a login attempt is for, as django-axes counts failures (AUTHENTICATION_BACKENDS get
+    ``username=<e-mail>``; the login form posts ``username``)."""
+    source = credentials if credentials else getattr(request, "POST", {})
+    return str(source.get("username") or "").strip().lower()
+
+
+def locked_out(request, original_response=None, credentials=None):
+    """django-axes' answer to a login attempt while the e-mail is locked out for this address."""
+    minutes = max(1, round(float(settings.AXES_COOLOFF_TIME) * 60))
+    return render(request, "user_manager/locked_out.html",
+                  {"failure_limit": settings.AXES_FAILURE_LIMIT, "minutes": minutes}, status=429)
 
 
 @method_decorator(login_not_required, name="dispatch")
@@ -23,6 +43,12 @@ def register(request):
     if request.user.is_authenticated:
         return redirect("dashboard:home")
     form = RegistrationForm(request.POST or None)
+    if request.method == "POST" and limit_reached(scope="register", key=client_address(request),
+                                                  limit=settings.PYROS_REGISTRATIONS_PER_HOUR):
+        return render(request, "errors/error.html", {
+            "status": 429, "title": "Too many registrations",
+            "message": "Too many accounts were requested from this address in the last hour: try again later."},
+            status=429)
     if request.method == "POST" and form.is_valid():
         services.user_register(
             email=form.cleaned_data["email"], password=form.cleaned_data["password1"],
@@ -59,6 +85,18 @@ class PasswordResetView(auth_views.PasswordResetView):
     email_template_name = "user_manager/password_reset_email.txt"
     subject_template_name = "user_manager/password_reset_subject.txt"
     success_url = reverse_lazy("user_manager:password_reset_done")
+
+    def form_valid(self, form):
+        # 20 reset e-mails in 0.1 s were sent (issue #16): a few per address and per client address an
+        # hour, the rest silently dropped (the page is the same, so it tells nothing about accounts).
+        email = form.cleaned_data["email"].strip().lower()
+        limit = settings.PYROS_PASSWORD_RESET_PER_HOUR
+        if (limit_reached(scope="password-reset", key=email, limit=limit)
+                or limit_reached(scope="password-reset-client", key=client_address(self.request),
+                                 limit=limit * 3)):
+            log.warning("password reset e-mail not sent: hourly limit reached (%s)", client_address(self.request))
+            return redirect(self.get_success_url())
+        return super().form_valid(form)
 
 
 @method_decorator(login_not_required, name="dispatch")

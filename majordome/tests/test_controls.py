@@ -93,7 +93,7 @@ def test_pause_with_nothing_running_pauses_at_once(operator):
 
 def test_bad_pause_value_is_a_400_and_changes_nothing(operator):
     response = operator.post("/api/observatory/pause/", {"when": "tomorrow"}, format="json")
-    assert response.status_code == 400 and "when" in response.json()
+    assert response.status_code == 400 and "when" in response.json()["errors"]
     assert ObservatoryState.objects.get().mode == "automatic"
 
 
