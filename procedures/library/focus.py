@@ -42,7 +42,9 @@ def focus_sweep(ctx, *,
                 center: Annotated[int, Param(unit="step", minimum=-1)] = -1,
                 filter_name: str = "",
                 binning: Annotated[int, Param(minimum=1, maximum=4)] = 1,
-                move_to_best: bool = True):
+                move_to_best: bool = True,
+                ra_deg: Annotated[float | None, Param(unit="deg", minimum=0, maximum=360)] = None,
+                dec_deg: Annotated[float | None, Param(unit="deg", minimum=-90, maximum=90)] = None):
     """Sweep the focuser across the focus, measure the stars' FWHM at each point, fit the V-curve and move to
     the best focus. Point the telescope at a field of stars first (the current pointing is used).
 
@@ -54,7 +56,11 @@ def focus_sweep(ctx, *,
         filter_name: filter to use (empty: the current one)
         binning: camera binning
         move_to_best: finish at the fitted best focus
+        ra_deg (deg): field to point at first, with dec_deg (empty: stay where the telescope points)
+        dec_deg (deg): declination of that field
     """
+    if ra_deg is not None and dec_deg is not None:
+        point_at(ctx, ra_deg, dec_deg)
     focuser = ctx.focuser
     start = focuser.position() if center < 0 else center
     positions = np.linspace(start - half_width_steps, start + half_width_steps, points).round().astype(int)
@@ -83,6 +89,22 @@ def focus_sweep(ctx, *,
               "v_curve": measured, "fit": fit["coefficients"], "temperature_c": temperature}
     ctx.publish(**result)
     return result
+
+
+def point_at(ctx, ra_deg: float, dec_deg: float) -> None:
+    """Open the dome if it is closed, unpark, slew and let the dome follow."""
+    if ctx.observatory.dome:
+        dome = ctx.dome.state()
+        if dome.parked:
+            ctx.dome.unpark()
+        if dome.shutter != "open":
+            ctx.set_progress(0, None, "opening the dome")
+            ctx.dome.open_shutter(timeout_s=300)
+    if ctx.mount.state().parked:
+        ctx.mount.unpark()
+    ctx.set_progress(0, None, f"slewing to RA {ra_deg:.3f} Dec {dec_deg:+.3f}")
+    ctx.wait(ctx.mount.start_slew(ra_deg=ra_deg, dec_deg=dec_deg), 600)
+    ctx.check()
 
 
 def frame_scale_arcsec(frame) -> float:
