@@ -20,6 +20,7 @@ import logging
 import random
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -295,6 +296,38 @@ def _decode_imagebytes(body: bytes, device: str) -> np.ndarray:
 
 
 def _decode_json_image(body: bytes, device: str) -> np.ndarray:
+    """A JSON image answer as numpy [y, x]. The pixel array (``Value``, [x][y]) is parsed with numpy's C
+    text reader (~0.07 s for 1280x1024) rather than json (~0.16 s, and as many Python ints); the rest of
+    the answer with json."""
+    start = body.find(b'"Value"')
+    bracket = body.find(b"[", start) if start >= 0 else -1
+    end = body.find(b"]]", bracket) if bracket >= 0 else -1
+    if start < 0 or bracket < 0 or end < 0:
+        return _decode_json_image_slowly(body, device)
+    end += 2
+    values, rest = body[bracket:end], body[:start] + b'"Value":null' + body[end:]
+    try:
+        answer = json.loads(rest)
+    except ValueError:
+        return _decode_json_image_slowly(body, device)
+    error = int(answer.get("ErrorNumber") or 0)
+    if error:
+        raise translate(_ascom_error(error, answer.get("ErrorMessage", "")), device, "image download")
+    if int(answer.get("Rank") or 2) != 2 or values.startswith(b"[[["):
+        raise DeviceProtocolError("JSON image: only monochrome (rank 2) images are supported", device=device)
+    values = values.translate(None, b" \n\r\t")
+    rows = values.count(b"],[") + 1
+    floating = int(answer.get("Type") or 2) in (3, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        flat = np.fromstring(values.translate(None, b"[]").decode("ascii"),
+                             dtype=np.float64 if floating else np.int64, sep=",")
+    if flat.size == 0 or flat.size % rows:
+        return _decode_json_image_slowly(body, device)
+    return flat.reshape(rows, flat.size // rows).T
+
+
+def _decode_json_image_slowly(body: bytes, device: str) -> np.ndarray:
     try:
         answer = json.loads(body)
     except ValueError as exc:
@@ -306,7 +339,10 @@ def _decode_json_image(body: bytes, device: str) -> np.ndarray:
     if int(answer.get("Rank") or 2) != 2 or not value:
         raise DeviceProtocolError("JSON image: only non-empty monochrome (rank 2) images are supported", device=device)
     dtype = np.float64 if int(answer.get("Type") or 2) in (3, 4) else np.int64
-    return np.asarray(value, dtype=dtype).T
+    try:
+        return np.asarray(value, dtype=dtype).T
+    except (TypeError, ValueError) as exc:
+        raise DeviceProtocolError(f"JSON image: {exc}", device=device) from exc
 
 
 def _ascom_error(number: int, message: str) -> Exception:

@@ -240,7 +240,9 @@ def test_a_hung_device_ends_the_exposure_with_a_timeout(tmp_path):
     """A camera that stops answering (process stopped) ends the exposure with DeviceTimeout, not a hang."""
     _need_simulators()
     with _started(AlpacaSimulators(tmp_path, site=SITE)) as sims:
-        obs = _connect(sims, timeout_s=0.5)
+        obs = _connect(sims)
+        for server in obs.alpaca.servers.values():
+            server.timeout_s = 0.5  # HTTP read timeout: a frozen server is noticed quickly
         try:
             operation = obs.camera.start_exposure(duration_s=1.0)
             time.sleep(0.5)
@@ -255,3 +257,21 @@ def test_a_hung_device_ends_the_exposure_with_a_timeout(tmp_path):
                 os.kill(sims.pid, signal.SIGCONT)
         finally:
             obs.close()
+
+
+def test_json_images_are_decoded_as_imagebytes_ones():
+    import json
+
+    from devices.alpaca.transport import _decode_imagebytes, _decode_json_image, _decode_json_image_slowly
+    from devices.errors import DeviceRefused
+
+    pixels = np.array([[1, -2, 3], [40000, 5, 6]])  # Alpaca order [x][y]: 2 columns, 3 rows
+    body = json.dumps({"Type": 2, "Rank": 2, "Value": pixels.tolist(), "ErrorNumber": 0, "ErrorMessage": ""}).encode()
+    for decode in (_decode_json_image, _decode_json_image_slowly):
+        image = decode(body, "camera")
+        assert image.shape == (3, 2) and (image == pixels.T).all()
+    header = np.array([1, 0, 0, 0, 44, 2, 2, 2, 2, 3, 0], dtype="<i4").tobytes()
+    assert (_decode_imagebytes(header + pixels.astype("<i4").tobytes(), "camera") == pixels.T).all()
+    refused = json.dumps({"ErrorNumber": 0x40B, "ErrorMessage": "no image", "Value": None}).encode()
+    with pytest.raises(DeviceRefused):
+        _decode_json_image(refused, "camera")
