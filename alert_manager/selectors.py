@@ -149,6 +149,81 @@ def alert_in_progress() -> AlertEvent | None:
             .select_related("request").order_by("-updated", "-pk").first())
 
 
+@dataclass(frozen=True)
+class EventActivity:
+    """What the telescope is actually doing for an event, read from the executor's state (issue #16: the
+    banner said "being observed now" for a sequence that was not planned, dome closed, mount parked).
+    ``code``: observing (the executor is exposing on one of the event's sequences), planned (a sequence of
+    it is in tonight's plan), waiting (neither, with the reason), or the event's own status once it is over."""
+
+    code: str
+    text: str
+
+    @property
+    def observing(self) -> bool:
+        return self.code == "observing"
+
+
+def _event_request_ids(event: AlertEvent) -> set[int]:
+    ids = set(event.requests.values_list("pk", flat=True))  # every request of the event (tiling: several)
+    if event.request_id:
+        ids.add(event.request_id)
+    return ids
+
+
+def _devices_in_words(snapshot: dict) -> str:
+    dome = (snapshot.get("dome") or {}).get("shutter") or (snapshot.get("dome") or {}).get("state")
+    mount = (snapshot.get("mount") or {}).get("state")
+    parts = [f"dome {dome}" if dome else "", f"mount {mount}" if mount and mount != "unknown" else ""]
+    return ", ".join(part for part in parts if part)
+
+
+def alert_event_activity(event: AlertEvent, *, now=None) -> EventActivity:
+    """The event's status in words from what the executor does (``ObservatoryState.progress`` and
+    ``current_sequence``, written only by the majordome), never from the event's own hopes."""
+    from majordome.selectors import ObservatoryNotConfigured, idle_reason, observatory_state
+
+    if event.status not in (AlertEvent.Status.OBSERVING, AlertEvent.Status.AWAITING_VISIBILITY):
+        return EventActivity(code=event.status, text=event.get_status_display().lower())
+    now = now or timezone.now()
+    request_ids = _event_request_ids(event)
+    try:
+        state = observatory_state()
+    except ObservatoryNotConfigured:
+        return EventActivity(code="waiting", text="not being observed: no observatory is configured")
+    progress = state.progress or {}
+    if (state.current_sequence_id and progress.get("kind", "sequence") == "sequence"
+            and progress.get("sequence") == state.current_sequence_id and progress.get("request") in request_ids):
+        detail = progress.get("target") or progress.get("name") or "its position"
+        if progress.get("exposure") and progress.get("of"):
+            detail += f", exposure {progress['exposure']}/{progress['of']}"
+            if progress.get("filter"):
+                detail += f" in {progress['filter']}"
+        return EventActivity(code="observing", text=f"being observed now: {detail}")
+    planned = (Sequence.objects.filter(request_id__in=request_ids, status=Sequence.Status.PLANNED,
+                                       planned_start__isnull=False, planned_end__gt=now)
+               .order_by("planned_start").values_list("planned_start", flat=True).first())
+    if planned is not None:
+        minutes = max(0, round((planned - now).total_seconds() / 60))
+        return EventActivity(code="planned", text=f"planned at {planned:%H:%M:%S} UTC (in {minutes} min), not "
+                                                  f"observed yet")
+    why = []
+    if state.current_sequence_id and progress.get("sequence"):
+        why.append(f"the telescope is on {progress.get('name') or 'another sequence'}")
+    elif progress.get("kind") in ("calibration", "procedure"):
+        why.append(f"the telescope is busy with a {progress['kind']}")
+    else:
+        reason = (idle_reason(state=state, now=now) or {}).get("text")
+        if reason:
+            why.append(reason)
+    devices = _devices_in_words(state.devices_snapshot or {})
+    if devices:
+        why.append(devices)
+    if event.status == AlertEvent.Status.AWAITING_VISIBILITY and event.status_reason:
+        why.insert(0, event.status_reason)
+    return EventActivity(code="waiting", text="not being observed: " + ("; ".join(why) or "not planned"))
+
+
 def strategy_list() -> QuerySet[Strategy]:
     return Strategy.objects.order_by("-is_active", "name")
 

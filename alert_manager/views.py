@@ -29,9 +29,16 @@ def event_list(request):
     events = selectors.alert_event_list(include_tests=include_tests,
                                         status=status if status in AlertEvent.Status.values else "")
     page = Paginator(events, 25).get_page(request.GET.get("page"))
+    for event in page:
+        # Events the alert manager believes observed: say what the executor actually does for them.
+        event.activity = (selectors.alert_event_activity(event) if event.status in
+                          (AlertEvent.Status.OBSERVING, AlertEvent.Status.AWAITING_VISIBILITY) else None)
+    in_progress = selectors.alert_in_progress()
     return render(request, "alert_manager/event_list.html", {
         "page": page, "include_tests": include_tests, "status": status, "statuses": AlertEvent.Status.choices,
-        "in_progress": selectors.alert_in_progress(), "unattached": selectors.alert_unattached_list(limit=20),
+        "in_progress": in_progress,
+        "in_progress_activity": selectors.alert_event_activity(in_progress) if in_progress else None,
+        "unattached": selectors.alert_unattached_list(limit=20),
         "counts": selectors.pipeline_counts(),
     })
 
@@ -45,7 +52,7 @@ def event_detail(request, pk: int):
                for alert in event.notices.all()]
     sequences = event.request.sequences.all() if event.request else []
     return render(request, "alert_manager/event_detail.html", {
-        "event": event, "notices": notices, "sequences": sequences,
+        "event": event, "activity": selectors.alert_event_activity(event), "notices": notices, "sequences": sequences,
         "images": selectors.alert_event_images(event=event),
         "tiles": selectors.alert_event_tiles(event=event) if event.tiles else [],
     })

@@ -16,7 +16,7 @@ from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET
 
-from alert_manager.selectors import alert_in_progress, alert_stream_alarms
+from alert_manager.selectors import alert_event_activity, alert_in_progress, alert_stream_alarms
 from dashboard import selectors
 from majordome.selectors import ObservatoryNotConfigured, active_site, observatory_status
 from monitoring.selectors import latest_weather
@@ -53,7 +53,8 @@ def alert_banner_context() -> dict[str, Any]:
     event = alert_in_progress()
     if event is None:
         return {"alert": None, "stream_alarms": alarms, "streams_url": streams_url}
-    return {"alert": event, "alert_url": _url_or_none("alert_manager:event_detail", event.pk),
+    return {"alert": event, "alert_activity": alert_event_activity(event),
+            "alert_url": _url_or_none("alert_manager:event_detail", event.pk),
             "stream_alarms": alarms, "streams_url": streams_url}
 
 

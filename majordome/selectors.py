@@ -126,6 +126,23 @@ def _iso(value):
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
+def executor_activity(progress: dict) -> dict | None:
+    """The executor's work other than a sequence, in words (issue #16: the dashboard said "No sequence
+    is executing" during calibrations): ``{"kind": "calibration"|"procedure", "text": ...}`` or None."""
+    kind = (progress or {}).get("kind")
+    step = (progress or {}).get("step") or ""
+    if kind == "calibration":
+        when = progress.get("when")
+        return {"kind": kind, "text": f"taking calibrations{f' ({when})' if when else ''}"
+                                      f"{f': {step}' if step else ''}"}
+    if kind == "procedure":
+        count = (f" {progress.get('current')}/{progress.get('total')}"
+                 if progress.get("current") is not None and progress.get("total") else "")
+        return {"kind": kind, "text": f"running procedure {progress.get('name') or ''}{count}"
+                                      f"{f': {step}' if step else ''}".replace("  ", " ")}
+    return None
+
+
 def observatory_status() -> dict:
     """The JSON of GET /api/observatory/status/ (also the dashboard's status panel)."""
     from sky.sun import sun_altitude_deg
@@ -163,6 +180,7 @@ def observatory_status() -> dict:
         "current": current,
         "procedure": ({k: progress.get(k) for k in ("item", "name", "current", "total", "step")}
                       if progress.get("kind") == "procedure" else None),
+        "activity": executor_activity(progress),
         "next": _next_entries(),
         "weather": snapshot.get("weather") or {},
         "pause_requested": state.pause_requested or None,

@@ -115,14 +115,16 @@
     text("w-rain", fixed(w.rain_mm_h, 1));
     text("w-temperature", fixed(w.temperature_c, 1));
     text("w-clouds", fixed(w.cloud_cover_pct, 0));
-    renderCurrent(s.current);
+    renderCurrent(s.current, s.activity);
     renderNext(s.next || []);
     text("status-version", s.version);
-    text("status-updated", s.updated ? s.updated.substring(11, 19) + " UTC" : "");
   }
 
-  function renderCurrent(c) {
-    $("current-none").classList.toggle("d-none", !!c);
+  function renderCurrent(c, activity) {
+    // Calibrations and procedures are executor work too: say so instead of "No sequence is executing".
+    $("current-activity").classList.toggle("d-none", !activity);
+    text("current-activity", activity ? activity.text : " ");
+    $("current-none").classList.toggle("d-none", !!c || !!activity);
     $("current-detail").classList.toggle("d-none", !c);
     if (!c) return;
     // Between the dispatch and the executor's first report only the sequence id is known.
@@ -191,6 +193,9 @@
     try {
       const result = await getJSON(url);
       setLive(true);
+      // When the values were last confirmed (a 204 confirms them too), not when the state row was last
+      // saved: progress moves without that date changing, and "updated 19:23:10" looked stale (#16).
+      text("status-updated", new Date().toISOString().substring(11, 19) + " UTC");
       if (result.data) {
         lastFullRead = Date.now();
         status = result.data;
