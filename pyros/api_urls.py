@@ -5,7 +5,8 @@ from importlib import import_module
 from django.urls import include, path
 
 urlpatterns = []
-for _app in ("routine_manager", "scheduler", "alert_manager", "majordome", "monitoring", "analyzer", "dashboard"):
+for _app in ("routine_manager", "scheduler", "alert_manager", "majordome", "monitoring", "analyzer", "procedures",
+             "dashboard"):
     try:
         import_module(f"{_app}.api_urls")
     except ModuleNotFoundError as exc:

@@ -1,0 +1,104 @@
+"""The REST API (success/msg in every answer, roles, OpenAPI) and the `pyros` CLI against a running server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from procedures import services
+from procedures.models import QueueItem, QueueState
+from pyrosapp.models import User
+from pyrosapp.tests.factories import UserFactory
+
+
+@pytest.fixture
+def loaded(procedures_dir, db):
+    services.procedures_reload(directory=procedures_dir)
+    return procedures_dir
+
+
+def _client(role: str) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(UserFactory(role=role))
+    return client
+
+
+def test_every_answer_carries_success_and_msg(loaded):
+    op = _client(User.Role.OPERATOR)
+    r = op.post("/api/queue/items/", {"procedure": "count_up", "params": {"n": 4}}, format="json")
+    assert r.status_code == 200 and r.json()["success"] is True and r.json()["msg"] == "count_up queued"
+    r = op.post("/api/queue/items/", {"procedure": "count_up", "params": {"n": "many"}}, format="json")
+    assert r.status_code == 400 and r.json()["success"] is False and "n: 'many' is not of type" in r.json()["msg"]
+    r = op.post("/api/queue/batch/", {"items": [{"procedure": "count_up"}, {"procedure": "zzz"}]}, format="json")
+    assert r.status_code == 400 and "item 2: unknown procedure 'zzz'" in r.json()["msg"]
+    assert QueueItem.objects.count() == 1
+    uid = QueueItem.objects.get().uid
+    assert op.post("/api/queue/move/", {"uid": str(uid), "pos": "front"}, format="json").json()["success"]
+    assert op.post("/api/queue/start/").json()["success"] and QueueState.objects.get().running
+    assert op.post("/api/queue/pause/", {"when": "immediate"}, format="json").json()["success"]
+    r = op.post("/api/queue/abort/")
+    assert r.status_code == 409 and r.json() == {"success": False, "msg": "no item is running"}
+    body = op.get("/api/queue/").json()
+    assert body["success"] and body["queue"]["state"] == "paused" and len(body["items"]) == 1
+    assert op.get("/api/procedures/focus_sweep/").json()["procedure"]["schema"]["properties"]["points"]["minimum"] == 5
+    assert op.get("/api/queue/history/").json() == {"success": True, "msg": "", "count": 0, "items": []}
+
+
+def test_astronomers_see_the_queue_read_only(loaded):
+    astro = _client(User.Role.ASTRONOMER)
+    assert astro.get("/api/queue/").json()["success"]
+    assert astro.get("/api/procedures/").status_code == 200
+    assert astro.post("/api/queue/items/", {"procedure": "count_up"}, format="json").status_code == 403
+    assert astro.post("/api/procedures/reload/").status_code == 403
+
+
+def test_the_queue_api_is_in_the_openapi_schema(loaded):
+    schema = _client(User.Role.OPERATOR).get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    for path in ("/api/procedures/", "/api/queue/", "/api/queue/items/", "/api/queue/batch/", "/api/queue/move/",
+                 "/api/queue/remove/", "/api/queue/clear/", "/api/queue/start/", "/api/queue/stop/",
+                 "/api/queue/pause/", "/api/queue/resume/", "/api/queue/abort/", "/api/queue/history/"):
+        assert path in schema["paths"], path
+
+
+def _pyros(live_server, token, *args) -> subprocess.CompletedProcess:
+    env = {"PYROS_URL": live_server.url, "PYROS_TOKEN": token, "PATH": "/usr/bin:/bin",
+           "PYROS_CLI_CONFIG": "/nonexistent"}
+    return subprocess.run([sys.executable, "-m", "procedures.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=60)
+
+
+def test_cli_against_a_running_server(loaded, live_server, transactional_db):
+    services.procedures_reload()
+    token = Token.objects.create(user=UserFactory(role=User.Role.OPERATOR)).key
+    r = _pyros(live_server, token, "procedures", "list")
+    assert r.returncode == 0 and "focus_sweep" in r.stdout
+    r = _pyros(live_server, token, "procedures", "show", "focus_sweep")
+    assert r.returncode == 0 and "exposure_s: number [s] = 2.0" in r.stdout
+    r = _pyros(live_server, token, "queue", "add", "count_up", "n=3", "mode=slow")
+    assert r.returncode == 0 and "count_up queued" in r.stdout
+    r = _pyros(live_server, token, "queue", "add", "count_up", "n=0")
+    assert r.returncode == 1 and "minimum of 1" in r.stderr and QueueItem.objects.count() == 1
+    r = _pyros(live_server, token, "queue", "add", "count_up", "junk")
+    assert r.returncode == 2
+    r = _pyros(live_server, token, "--json", "queue", "show")
+    data = json.loads(r.stdout)
+    assert r.returncode == 0 and data["success"] and data["items"][0]["params"] == {"n": 3, "pause_s": 0.05,
+                                                                                    "mode": "slow"}
+    assert _pyros(live_server, token, "queue", "start").returncode == 0
+    assert _pyros(live_server, token, "queue", "pause", "--immediate").returncode == 0
+    assert QueueState.objects.get().paused
+    assert _pyros(live_server, token, "queue", "resume").returncode == 0
+    r = _pyros(live_server, token, "queue", "abort")
+    assert r.returncode == 1 and "no item is running" in r.stderr
+    r = _pyros(live_server, token, "monitor", "--once")
+    assert r.returncode == 0 and "count_up" in r.stdout
+    r = _pyros(live_server, token, "queue", "clear")
+    assert r.returncode == 0 and "1 item(s) removed" in r.stdout
+    assert _pyros(live_server, "wrong-token", "queue", "show").returncode == 3
+    r = _pyros(live_server, token, "requests", "list")
+    assert r.returncode == 0
