@@ -70,9 +70,11 @@ def last_poll_age_s(state: ObservatoryState, now: datetime | None = None) -> flo
     return ((now or timezone.now()) - datetime.fromisoformat(stamp)).total_seconds()
 
 
-def idle_reason(*, state: ObservatoryState | None = None, now: datetime | None = None) -> dict | None:
+def idle_reason(*, state: ObservatoryState | None = None, now: datetime | None = None,
+                entries: list | None = None) -> dict | None:
     """Why the telescope is not observing (None: it is). ``code`` for programs, ``text`` for people;
-    ``waiting``: sequences whose window is open and that wait for a plan (pending)."""
+    ``waiting``: sequences whose window is open and that wait for a plan (pending). ``entries``: the waiting
+    entries of the current schedule by start, when the caller has them (the status endpoint: no second read)."""
     from django.conf import settings
 
     from majordome import state_machine as sm
@@ -85,7 +87,11 @@ def idle_reason(*, state: ObservatoryState | None = None, now: datetime | None =
     if age_s is not None and age_s > settings.PYROS_SAFETY_LOOP_STALE_S:
         return {"code": "monitoring_silent", "text": f"monitoring silent for {age_s:.0f} s: is the safety process "
                                                      f"running?"}
-    entry = None if state.preempt_sequence_id else next_due_entry(now)
+    if entries is not None:
+        due = next((e for e in entries if e.tsp <= now + timedelta(seconds=60)), None)
+    else:
+        due = None if state.preempt_sequence_id else next_due_entry(now)
+    entry = None if state.preempt_sequence_id else due
     ok, why = sm.may_dispatch(sm.DispatchInputs(
         phase=state.phase, mode=state.mode, safety=state.safety, executor_busy=False,
         has_preempt=state.preempt_sequence_id is not None, next_entry_due=entry is not None))
@@ -101,7 +107,7 @@ def idle_reason(*, state: ObservatoryState | None = None, now: datetime | None =
         return {"code": "daytime", "text": f"it is {state.phase}"}
     waiting = Sequence.objects.filter(status=Sequence.Status.PENDING, window_start__lte=now, window_end__gt=now,
                                       request__status__in=("submitted", "scheduled", "executing")).count()
-    upcoming = next_entry_start(now)
+    upcoming = (entries[0].tsp if entries else None) if entries is not None else next_entry_start(now)
     if waiting:
         text = f"{waiting} sequence(s) wait for a plan; a new plan is requested"
     elif upcoming:
@@ -145,11 +151,14 @@ def executor_activity(progress: dict) -> dict | None:
 
 def observatory_status() -> dict:
     """The JSON of GET /api/observatory/status/ (also the dashboard's status panel)."""
+    from scheduler.selectors import schedule_current_entries
     from sky.sun import sun_altitude_deg
 
     state = observatory_state()
     snapshot = state.devices_snapshot or {}
     progress = state.progress or {}
+    # The next entries, read once: shown, and telling why nothing runs (the status endpoint is polled).
+    waiting = list(schedule_current_entries(site=state.site, waiting_only=True)[:5])
     current = None
     if state.current_sequence_id and progress.get("sequence") == state.current_sequence_id:
         current = {
@@ -181,10 +190,11 @@ def observatory_status() -> dict:
         "procedure": ({k: progress.get(k) for k in ("item", "name", "current", "total", "step")}
                       if progress.get("kind") == "procedure" else None),
         "activity": executor_activity(progress),
-        "next": _next_entries(),
+        "next": [{"sequence": r.sequence_id, "request": r.sequence.request_id, "name": r.sequence.name,
+                  "target": r.sequence.target_name, "tsp": _iso(r.tsp), "tep": _iso(r.tep)} for r in waiting],
         "weather": snapshot.get("weather") or {},
         "pause_requested": state.pause_requested or None,
-        "idle_reason": (idle_reason(state=state) or {}).get("text"),
+        "idle_reason": (idle_reason(state=state, entries=waiting) or {}).get("text"),
         "safety_alarm": snapshot.get("safety_alarm"),
         "watchdog": snapshot.get("watchdog"),
         "last_poll_age_s": _rounded(last_poll_age_s(state)),
@@ -201,11 +211,3 @@ def next_due_entry(now: datetime | None = None, lead_s: float = 60.0):
     now = now or timezone.now()
     return schedule_current_entries(now=now, waiting_only=True).filter(
         tsp__lte=now + timedelta(seconds=lead_s)).first()
-
-
-def _next_entries(limit: int = 5) -> list[dict]:
-    from scheduler.selectors import schedule_current_entries
-
-    rows = schedule_current_entries(waiting_only=True)[:limit]
-    return [{"sequence": r.sequence_id, "request": r.sequence.request_id, "name": r.sequence.name,
-             "target": r.sequence.target_name, "tsp": _iso(r.tsp), "tep": _iso(r.tep)} for r in rows]
