@@ -224,6 +224,20 @@ def alert_event_activity(event: AlertEvent, *, now=None) -> EventActivity:
     return EventActivity(code="waiting", text="not being observed: " + ("; ".join(why) or "not planned"))
 
 
+def strategy_is_last_triggering(*, strategy: Strategy) -> bool:
+    """True when switching this strategy off would leave no active strategy that triggers observations."""
+    return (strategy.is_active and strategy.triggers
+            and not Strategy.objects.filter(is_active=True, triggers=True).exclude(pk=strategy.pk).exists())
+
+
+def strategy_alarms() -> list[str]:
+    """GRB alerts that would be ignored, in words, for the dashboard (issue #16: one click could leave no
+    strategy active, silently)."""
+    if not Strategy.objects.filter(is_active=True, triggers=True).exists():
+        return ["No active alert strategy triggers observations: GRB alerts are received but ignored."]
+    return []
+
+
 def strategy_list() -> QuerySet[Strategy]:
     return Strategy.objects.order_by("-is_active", "name")
 

@@ -158,7 +158,11 @@ def send_test_kafka(request):
 
 @role_required(OPERATOR)
 def strategy_list(request):
-    return render(request, "alert_manager/strategy_list.html", {"strategies": selectors.strategy_list()})
+    strategies = list(selectors.strategy_list())
+    for strategy in strategies:
+        strategy.is_last_triggering = selectors.strategy_is_last_triggering(strategy=strategy)
+    return render(request, "alert_manager/strategy_list.html", {"strategies": strategies,
+                                                                "alarms": selectors.strategy_alarms()})
 
 
 @require_POST
@@ -166,6 +170,10 @@ def strategy_list(request):
 def strategy_switch(request, pk: int):
     strategy = get_object_or_404(Strategy, pk=pk)
     active = request.POST.get("active") == "1"
+    if not active and selectors.strategy_is_last_triggering(strategy=strategy) and request.POST.get("confirmed") != "1":
+        messages.error(request, f"{strategy.name!r} is the only active strategy that triggers observations: "
+                                "deactivating it means GRB alerts are ignored. Tick the confirmation to do it anyway.")
+        return redirect("alert_manager:strategy_list")
     services.strategy_activate(strategy=strategy, active=active)
     messages.success(request, f"Strategy {strategy.name!r} {'activated' if active else 'deactivated'}.")
     return redirect("alert_manager:strategy_list")

@@ -16,7 +16,7 @@ from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET
 
-from alert_manager.selectors import alert_event_activity, alert_in_progress, alert_stream_alarms
+from alert_manager.selectors import alert_event_activity, alert_in_progress, alert_stream_alarms, strategy_alarms
 from dashboard import selectors
 from majordome.selectors import ObservatoryNotConfigured, active_site, observatory_status
 from monitoring.selectors import latest_weather
@@ -26,13 +26,18 @@ log = logging.getLogger("pyros.dashboard")
 
 # Operator controls: (action of POST /api/observatory/<action>/, label, JSON body, button style, confirm?).
 # The majordome's API applies them (operators only); the page only offers them to operators.
+# The last field: the question asked before the action, saying its effect ("" asks nothing).
 OPERATOR_CONTROLS = (
-    ("pause", "Pause after sequence", {"when": "deferred"}, "outline-warning", False),
-    ("pause", "Pause now", {"when": "immediate"}, "warning", True),
-    ("resume", "Resume", {}, "success", False),
-    ("stop", "Stop", {}, "outline-danger", True),
-    ("abort", "Abort sequence", {}, "danger", True),
-    ("close", "Close & park", {}, "outline-light", True),
+    ("pause", "Pause after sequence", {"when": "deferred"}, "outline-warning", ""),
+    ("pause", "Pause now", {"when": "immediate"}, "warning",
+     "Pause now: the current exposure is aborted and nothing new starts until Resume."),
+    ("resume", "Resume", {}, "success", ""),
+    ("stop", "Stop", {}, "outline-danger",
+     "Stop the night: nothing more is observed tonight, the mount parks and the dome closes, until Resume."),
+    ("abort", "Abort sequence", {}, "danger",
+     "Abort the current sequence: its exposure stops now and it is not resumed; the plan goes on."),
+    ("close", "Close & park", {}, "outline-light",
+     "Close the dome and park: this also stops the night (nothing is observed until Resume)."),
 )
 LOG_LEVEL_CHOICES = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 WEATHER_HOURS_CHOICES = (1, 3, 6, 12, 24)
@@ -50,12 +55,15 @@ def alert_banner_context() -> dict[str, Any]:
     alarms of the alert streams (GRB alerts that would be missed: a silent GCN Kafka stream...)."""
     alarms = alert_stream_alarms()
     streams_url = _url_or_none("alert_manager:streams")
+    # GRB alerts that would be ignored: no active strategy triggers observations (issue #16 guardrail).
+    strategy_context = {"strategy_alarms": strategy_alarms(),
+                        "strategies_url": _url_or_none("alert_manager:strategy_list")}
     event = alert_in_progress()
     if event is None:
-        return {"alert": None, "stream_alarms": alarms, "streams_url": streams_url}
+        return {"alert": None, "stream_alarms": alarms, "streams_url": streams_url, **strategy_context}
     return {"alert": event, "alert_activity": alert_event_activity(event),
             "alert_url": _url_or_none("alert_manager:event_detail", event.pk),
-            "stream_alarms": alarms, "streams_url": streams_url}
+            "stream_alarms": alarms, "streams_url": streams_url, **strategy_context}
 
 
 def astronomer_context(user) -> dict[str, Any]:

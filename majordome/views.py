@@ -19,10 +19,23 @@ ACTIONS = {
 }
 
 
+# What each action does, asked before it is sent (issue #16: night-changing actions confirm their effect).
+EFFECTS = {
+    "pause_immediate": "Pause now: the current exposure is aborted and nothing new starts until you press Resume.",
+    "stop": "Stop the night: nothing more is observed tonight, the mount parks and the dome closes. "
+            "Observing starts again only when you press Resume.",
+    "abort": "Abort the current sequence: its exposure stops now and it is not resumed; the plan goes on.",
+    "close": "Close the dome and park: this also stops the night (nothing is observed until you press Resume).",
+    "calibrate": "Take calibrations now: the telescope takes bias, dark and flat frames; planned sequences wait "
+                 "until they are done.",
+}
+
+
 @role_required(OPERATOR)
 def operator(request):
     return render(request, "majordome/operator.html", {"status": selectors.observatory_status(),
-                                                       "actions": ACTIONS})
+                                                       "actions": {key: (label, EFFECTS.get(key, ""))
+                                                                   for key, (label, _run) in ACTIONS.items()}})
 
 
 @role_required(OPERATOR)

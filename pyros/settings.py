@@ -256,6 +256,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {"AlertEventStatusEnum": "pyrosapp.models.alerts.AlertEvent.Status"},
     "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "/static/pyros/favicon.svg",  # drf-spectacular's default is on a CDN
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "common.api.postprocess_schema"],
 }
 

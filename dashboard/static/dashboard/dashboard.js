@@ -376,7 +376,7 @@
   document.querySelectorAll("[data-control]").forEach((button) => {
     button.addEventListener("click", async () => {
       const action = button.dataset.control;
-      if (button.dataset.confirm === "1" && !window.confirm(button.textContent.trim() + "?")) return;
+      if (button.dataset.confirm && !window.confirm(button.dataset.confirm)) return;
       const result = $("control-result");
       result.className = "small mt-2";
       result.textContent = button.textContent.trim() + "…";
