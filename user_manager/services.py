@@ -49,3 +49,24 @@ def user_validate(*, users, by: User | None = None) -> int:
 
 def user_refuse(*, users, by: User | None = None) -> int:
     return _set_state(users, User.AccountState.REFUSED, by)
+
+
+@transaction.atomic
+def api_token_create(*, user: User) -> str:
+    """A new API token for the user (the old one, if any, stops working). The key is returned to be shown
+    once; the log says that a token was made, never the key."""
+    from rest_framework.authtoken.models import Token
+
+    Token.objects.filter(user=user).delete()
+    token = Token.objects.create(user=user)
+    log.info("API token created for %s", user.email)
+    return token.key
+
+
+def api_token_revoke(*, user: User) -> bool:
+    from rest_framework.authtoken.models import Token
+
+    deleted, _ = Token.objects.filter(user=user).delete()
+    if deleted:
+        log.info("API token revoked for %s", user.email)
+    return bool(deleted)

@@ -9,6 +9,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
 from django.utils.decorators import method_decorator
+from django.views.decorators.http import require_POST
 
 from common.ratelimit import client_address, limit_reached
 from user_manager import selectors, services
@@ -59,15 +60,34 @@ def register(request):
     return render(request, "user_manager/register.html", {"form": form})
 
 
+def _profile_page(request, form, *, new_token: str = ""):
+    return render(request, "user_manager/profile.html", {
+        "form": form, "programs": selectors.programs_of_user(user=request.user),
+        "token_created": selectors.api_token_created(user=request.user), "new_token": new_token,
+        "api_root": request.build_absolute_uri("/api/"),
+    })
+
+
 def profile(request):
     form = ProfileForm(request.POST or None, instance=request.user)
     if request.method == "POST" and form.is_valid():
         form.save()
         messages.success(request, "Your profile was saved.")
         return redirect("user_manager:profile")
-    return render(request, "user_manager/profile.html", {
-        "form": form, "programs": selectors.programs_of_user(user=request.user),
-    })
+    return _profile_page(request, form)
+
+
+@require_POST
+def api_token(request):
+    """Create (show once) or revoke the user's API token."""
+    if request.POST.get("action") == "revoke":
+        if services.api_token_revoke(user=request.user):
+            messages.success(request, "Your API token was revoked: programs using it are refused from now on.")
+        return redirect("user_manager:profile")
+    key = services.api_token_create(user=request.user)
+    messages.success(request, "A new API token was created. Copy it now: it is shown only this once.")
+    # Rendered, not redirected: the key is never put in the session, a URL or a log.
+    return _profile_page(request, ProfileForm(instance=request.user), new_token=key)
 
 
 class PasswordChangeView(auth_views.PasswordChangeView):
