@@ -97,6 +97,8 @@ class Watcher(threading.Thread):
         log.info("procedure item %s: stopping (%s)", self.item_id, reason)
         # The mount only on an operator's abort: whoever interrupts commands it itself (an alert slews it).
         devices = ["camera", "focuser"] + (["mount"] if kind == "abort" else [])
+        if isinstance(self.observatory, _LazyObservatory) and self.observatory._observatory is None:
+            devices = []  # never connected: no device to stop
         for kind_name in devices:
             device = getattr(self.observatory, kind_name, None)
             if not device:
@@ -105,6 +107,18 @@ class Watcher(threading.Thread):
                 device.abort()
             except Exception as exc:  # noqa: BLE001 - a failing abort must not kill the watcher
                 log.warning("abort of the %s failed: %s", kind_name, exc)
+
+
+class _LazyObservatory:
+    """The observatory, connected on first use: a procedure that needs no device runs without one."""
+
+    def __init__(self, factory) -> None:
+        self._factory, self._observatory = factory, None
+
+    def __getattr__(self, name: str):
+        if self._observatory is None:
+            self._observatory = self._factory()
+        return getattr(self._observatory, name)
 
 
 class _Modules:
@@ -148,7 +162,7 @@ def run_item(*, item_id: int, token: str, observatory_factory, modules: _Modules
             raise RuntimeError(f"procedure {item.procedure!r} is not loaded any more (reload the procedures)")
         func, sha = modules.function(procedure)
         QueueItem.objects.filter(pk=item_id).update(module_sha256=sha)
-        observatory = observatory_factory()
+        observatory = _LazyObservatory(observatory_factory)
         watcher = Watcher(control, item_id=item_id, token=token, observatory=observatory)
         control.refresh = watcher.check_now
         watcher.start()

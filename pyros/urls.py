@@ -15,6 +15,7 @@ urlpatterns = [
     path("images/", include("analyzer.urls")),
     path("monitoring/", include("monitoring.urls")),
     path("alerts/", include("alert_manager.urls")),
+    path("procedures/", include("procedures.urls")),
     path("", include("dashboard.urls")),
 ]
 
