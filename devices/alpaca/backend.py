@@ -912,15 +912,15 @@ class AlpacaCamera(_AlpacaDevice, Camera):
 
         if data.ndim != 2 or data.size == 0:
             raise DeviceProtocolError(f"image of shape {data.shape}", device=self.name)
-        # ASCOM's row 0 is the top of the image, FITS's first row the bottom (as viewers show it): flip,
-        # so that a FITS viewer shows what the camera's own display shows
-        data = np.ascontiguousarray(data[::-1])
-        if data.dtype.kind in "iu" and data.min() >= 0 and data.max() <= 65535:
+        if data.dtype.kind in "iu" and (data.dtype == np.uint16 or (data.min() >= 0 and data.max() <= 65535)):
             data = data.astype(np.uint16, copy=False)
         elif data.dtype.kind in "iu":
             data = data.astype(np.int32)
         else:
             data = data.astype(np.float32)
+        # ASCOM's row 0 is the top of the image, FITS's first row the bottom (as viewers show it): flip,
+        # so that a FITS viewer shows what the camera's own display shows
+        data = np.ascontiguousarray(data[::-1])
         info = self.info()
         header = fits.Header()
         header["DATE-OBS"] = (date_obs.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3], "UTC start of exposure")

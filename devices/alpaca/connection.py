@@ -223,6 +223,12 @@ class AlpacaDevices:
                 device.connect_device()
             if isinstance(device, AlpacaMount):
                 device.synchronise()
+        safety = self.addresses.get("safety_monitor")
+        weather = self.devices.get("weather")
+        client = getattr(weather, "safety", None)
+        if safety is not None and client is not None and (safety.host, safety.port) == key:
+            if not client.call("connected", lambda: client.Connected):
+                client.call("connect", lambda: setattr(client, "Connected", True))
 
     @property
     def connected(self) -> bool:

@@ -212,18 +212,21 @@ def _abort_latencies(obs, n: int = 5) -> tuple[float, float]:
     return _median_ms(camera_ms), _median_ms(mount_ms)
 
 
-def side_by_side_indi(n: int = 5) -> dict[str, float]:
+def side_by_side_indi(n: int = 7) -> dict[str, float]:
     with running_simulators(speed=10.0) as (_, port, _):
         obs = connect("127.0.0.1", port, timeout_s=20, backends=ALL_INDI)
         try:
             camera = obs.names["camera"]
             obs.camera.expose(duration_s=0.1, frame_type="DARK")  # warm-up; leaves the frame type DARK
-            backend = []
-            for _ in range(n):
+            backend, raws = [], []
+            for _ in range(n):  # interleaved: a load change on the machine hits both alike
                 t0 = time.perf_counter()
                 obs.camera.expose(duration_s=1.0, frame_type="DARK")
                 backend.append(time.perf_counter() - t0)
-            raws = [raw_indi_exposure(port, camera, 1.0) for _ in range(n)]
+                raws.append(raw_indi_exposure(port, camera, 1.0))
+                # the bare client's image also reaches the backend's BLOB connection (INDI sends BLOBs to
+                # every client): let it arrive before the backend's next exposure, or it is taken as that one's
+                time.sleep(0.5)
             camera_abort, mount_abort = _abort_latencies(obs)
         finally:
             obs.close()
@@ -238,7 +241,7 @@ def side_by_side_indi(n: int = 5) -> dict[str, float]:
     }
 
 
-def side_by_side_alpaca(workdir: str, n: int = 5) -> dict[str, dict[str, float]]:
+def side_by_side_alpaca(workdir: str, n: int = 7) -> dict[str, dict[str, float]]:
     from devices.alpaca.connection import AlpacaSettings
 
     results: dict[str, dict[str, float]] = {}
@@ -248,13 +251,13 @@ def side_by_side_alpaca(workdir: str, n: int = 5) -> dict[str, dict[str, float]]
                           alpaca=AlpacaSettings(port=sims.port, imagebytes=imagebytes))
             try:
                 obs.camera.expose(duration_s=0.1, frame_type="DARK")  # warm-up
-                backend = []
-                for _ in range(n):
+                backend, raws = [], []
+                for _ in range(n):  # interleaved: a load change on the machine hits both alike
                     t0 = time.perf_counter()
                     obs.camera.expose(duration_s=1.0, frame_type="DARK")
                     backend.append(time.perf_counter() - t0)
                     assert obs.camera.last_transfer.transport == ("imagebytes" if imagebytes else "json")
-                raws = [raw_alpaca_exposure(sims.port, 1.0, imagebytes=imagebytes) for _ in range(n)]
+                    raws.append(raw_alpaca_exposure(sims.port, 1.0, imagebytes=imagebytes))
                 camera_abort, mount_abort = _abort_latencies(obs)
             finally:
                 obs.close()
@@ -272,7 +275,7 @@ def side_by_side_alpaca(workdir: str, n: int = 5) -> dict[str, dict[str, float]]
 
 def side_by_side() -> int:
     """Part 2; returns the number of failed targets."""
-    print("\nper backend, side by side (medians of 5; 1 s DARK exposures, 1280x1024 frames)")
+    print("\nper backend, side by side (medians of 7, backend and bare client interleaved; 1 s DARK exposures, 1280x1024 frames)")
     columns = {"INDI (built-in)": side_by_side_indi()}
     reason = alpaca_simulators_unavailable_reason()
     if reason:
