@@ -65,6 +65,15 @@ app.conf.update(
     worker_prefetch_multiplier=1,
     worker_hijack_root_logger=False,
     broker_connection_retry_on_startup=True,
+    # A worker never gives up on the broker, and tries again at least every second (Celery's back-off let a
+    # broker back after a 7 s restart wait 5 s more, a longer outage up to 30 s): common/celery_consumer.py.
+    broker_connection_max_retries=None,
+    worker_consumer="common.celery_consumer:Consumer",
+    # Not Celery's reduced prefetch after a reconnection: restoring it sends basic.qos from the pool thread that
+    # acknowledges a task, beside the main thread's reads of the same AMQP connection; with the threads pool this
+    # deadlocked the alerts worker for good after a RabbitMQ restart (alert_manager/tests/test_broker_faults.py).
+    # Tasks are acknowledged on receipt with a prefetch of one per thread: there is nothing to over-fetch.
+    worker_enable_prefetch_count_reduction=False,
 )
 
 @task_prerun.connect
