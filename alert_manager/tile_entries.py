@@ -16,9 +16,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from alert_manager.tiling import Tile
+from routine_manager import lifecycle
 
 # A tile counts as observed (left out of re-plans, filled on the plot) once its sequence is one of these.
-OBSERVED_STATUSES = frozenset({"completed", "partially_completed", "executing"})
+OBSERVED_STATUSES = (lifecycle.SEQUENCE_EXECUTED - {lifecycle.FAILED}) | {lifecycle.EXECUTING}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 

@@ -11,6 +11,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from devices.testing import scaled_s  # noqa: F401 - one definition, for Django-free device tests too
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -74,15 +76,3 @@ def wait_until(predicate, *, timeout_s: float, interval_s: float = 0.1, what: st
             return value
         time.sleep(interval_s)
     raise AssertionError(f"{what} not reached within {timeout_s} s")
-
-
-def scaled_s(seconds: float) -> float:
-    """A wall-clock bound for a test, scaled for slow or loaded machines: ``PYROS_TEST_TIME_FACTOR``
-    (default 3 under CI, 1 elsewhere). The numbers to reach are measured by ``make bench``; tests only
-    catch what is grossly wrong (a stop that never comes)."""
-    default = 3.0 if os.environ.get("CI", "").lower() in ("1", "true", "yes") else 1.0
-    try:
-        factor = float(os.environ.get("PYROS_TEST_TIME_FACTOR", default))
-    except ValueError:
-        factor = default
-    return seconds * max(1.0, factor)

@@ -24,6 +24,7 @@ from devices.testing import (
     alpaca_simulators_unavailable_reason,
     debian_indi_unavailable_reason,
     running_debian_simulators,
+    scaled_s,
     start_simulators,
     stop_process,
 )
@@ -164,7 +165,7 @@ def test_abort_within_a_slew(observatory):
     mount.abort()
     with pytest.raises(DeviceAborted):
         operation.wait(5.0)
-    assert time.perf_counter() - t0 < 1.0
+    assert time.perf_counter() - t0 < scaled_s(1.0)
     time.sleep(0.3)
     stopped = mount.state()
     assert stopped.status != "slewing"
@@ -230,7 +231,7 @@ def test_exposure_aborted_from_another_thread(observatory):
     t0 = time.perf_counter()
     camera.abort()
     assert finished.wait(2.0)
-    assert time.perf_counter() - t0 < 1.0
+    assert time.perf_counter() - t0 < scaled_s(1.0)
     assert len(errors) == 1 and isinstance(errors[0], DeviceAborted)
     thread.join()
     # the camera works again afterwards
@@ -293,7 +294,7 @@ def test_focuser_abort_within_a_move(observatory, backend):
     focuser.abort()
     with pytest.raises(DeviceAborted):
         operation.wait(5.0)
-    assert time.perf_counter() - t0 < 1.0
+    assert time.perf_counter() - t0 < scaled_s(1.0)
     time.sleep(0.3)
     stopped = focuser.state()
     assert not stopped.moving
