@@ -82,8 +82,8 @@ class AlpacaSettings:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     timeout_s: float = READ_TIMEOUT_S
+    # kind (and "safety_monitor") -> address, None: not used; a kind not in it: number 0 on host:port
     devices: dict[str, AlpacaAddress | None] = field(default_factory=dict)
-    safety_monitor: AlpacaAddress | None = None
     imagebytes: bool = True
     focal_length_mm: float | None = None
     camera_rotation_deg: float = 0.0
@@ -99,14 +99,13 @@ class AlpacaSettings:
         host = env.get("PYROS_ALPACA_HOST", "127.0.0.1")
         port = int(env.get("PYROS_ALPACA_PORT", str(DEFAULT_PORT)))
         devices = {kind: parse_address(env.get(f"PYROS_ALPACA_{kind.upper()}", "0"), host, port)
-                   for kind in ALPACA_TYPES}
+                   for kind in (*ALPACA_TYPES, "safety_monitor")}
         focal = env.get("PYROS_ALPACA_FOCAL_LENGTH_MM")
         return cls(
             host=host,
             port=port,
             timeout_s=float(env.get("PYROS_ALPACA_TIMEOUT_S", str(READ_TIMEOUT_S))),
             devices=devices,
-            safety_monitor=parse_address(env.get("PYROS_ALPACA_SAFETY_MONITOR", "0"), host, port),
             imagebytes=env.get("PYROS_ALPACA_IMAGEBYTES", "1").strip().lower() not in ("0", "false", "no"),
             focal_length_mm=float(focal) if focal else None,
             camera_rotation_deg=float(env.get("PYROS_ALPACA_CAMERA_ROTATION_DEG", "0")),
@@ -194,7 +193,7 @@ class AlpacaDevices:
         raise ValueError(kind)
 
     def _add_safety_monitor(self, deadline: float) -> None:
-        address = self.settings.safety_monitor
+        address = self.settings.address("safety_monitor")
         if address is None:
             return
         client = make_client("safetymonitor", self._server(address), address.number)
@@ -239,9 +238,9 @@ class AlpacaDevices:
         a server restarted between two calls is not noticed otherwise."""
         deadline = time.monotonic() + timeout_s
         for key, server in self.servers.items():
-            kind, device = next((k, d) for k, d in self.devices.items()
-                                if (self.addresses[k].host, self.addresses[k].port) == key)
-            client = getattr(device, "client", None) or device.safety
+            client = self._a_client_on(key)
+            if client is None:
+                continue
             while True:
                 try:
                     client.call("connected", lambda c=client: c.Connected)
@@ -253,6 +252,17 @@ class AlpacaDevices:
                     time.sleep(0.1)
             self._set_up_again(key)
             server.lost = False
+
+    def _a_client_on(self, key: tuple[str, int]):
+        for kind, address in self.addresses.items():
+            if (address.host, address.port) != key:
+                continue
+            if kind == "safety_monitor":
+                return getattr(self.devices.get("weather"), "safety", None)
+            device = self.devices.get(kind)
+            if device is not None:
+                return getattr(device, "client", None)
+        return None
 
     def close(self) -> None:
         for device in self.devices.values():
