@@ -72,3 +72,57 @@ def alert_observatory(db):  # noqa: ANN001, ANN201 - returns a SimpleNamespace o
     strategies = seed_strategies()
     return SimpleNamespace(site=site, telescope=telescope, detector=detector, program=program,
                            allocation=allocation, strategy=strategies[0], admin=admin)
+
+
+# --- The telescope: what the majordome commands the devices (out of the process) ---------------------
+
+
+class RecordingObservatory:
+    """Stands for the process's device connection (``majordome.controls.get_observatory``): records the commands
+    the majordome sends (camera abort, unpark, slew) instead of sending them to an INDI server."""
+
+    def __init__(self, *, parked: bool = True) -> None:
+        from types import SimpleNamespace
+
+        self.commands: list[tuple] = []
+        self.parked = parked
+        self.camera = SimpleNamespace(abort=lambda: self.commands.append(("abort",)))
+        self.mount = SimpleNamespace(state=lambda: SimpleNamespace(parked=self.parked), unpark=self._unpark,
+                                     start_slew=self._start_slew)
+
+    def _unpark(self) -> None:
+        self.commands.append(("unpark",))
+        self.parked = False
+
+    def _start_slew(self, *, ra_deg: float, dec_deg: float) -> None:
+        self.commands.append(("slew", ra_deg, dec_deg))
+
+    @property
+    def slews(self) -> list[tuple[float, float]]:
+        """(RA, Dec) of every slew commanded, in order."""
+        return [(c[1], c[2]) for c in self.commands if c[0] == "slew"]
+
+
+@pytest.fixture
+def telescope(monkeypatch) -> RecordingObservatory:  # noqa: ANN001
+    """The majordome's device connection replaced by a recorder (the one place it gets it on the alert path)."""
+    fake = RecordingObservatory()
+    monkeypatch.setattr("majordome.controls.get_observatory", lambda **kw: fake)
+    return fake
+
+
+def set_observatory_state(**fields):  # noqa: ANN003, ANN201 - returns the ObservatoryState row
+    """Set the observatory state the majordome decides from (phase, safety, mode...); returns the row."""
+    from majordome import selectors
+    from pyrosapp.models import ObservatoryState
+
+    state = selectors.observatory_state()
+    ObservatoryState.objects.filter(pk=state.pk).update(**fields)
+    state.refresh_from_db()
+    return state
+
+
+@pytest.fixture
+def observing_night(alert_observatory, telescope):  # noqa: ANN001, ANN201 - returns the ObservatoryState row
+    """Night, safe, automatic: the majordome lets an alert take the telescope (slews go to ``telescope``)."""
+    return set_observatory_state(phase="night", safety="safe", mode="automatic")

@@ -11,7 +11,7 @@ import pytest
 import time_machine
 
 from alert_manager import services
-from alert_manager.services import follow_up, intake, processing
+from alert_manager.services import intake, processing
 from alert_manager.tests.conftest import CORPUS_DIR
 from pyrosapp.models import Alert, AlertEvent, Request
 
@@ -28,11 +28,10 @@ def _when(entry: dict[str, Any]) -> datetime:
 
 
 @pytest.fixture
-def processed_corpus(corpus, alert_observatory, monkeypatch):  # noqa: ANN001, ANN201
-    calls: list[dict] = []
+def processed_corpus(corpus, alert_observatory, telescope, monkeypatch):  # noqa: ANN001, ANN201
+    """The corpus processed with the majordome running for real (default state, daytime: it moves nothing; its
+    device connection is the recorder ``telescope``)."""
     monkeypatch.setattr(intake, "alert_queue", lambda *, alert_id: True)
-    monkeypatch.setattr(follow_up, "_preempt", lambda **kw: calls.append(kw))
-    monkeypatch.setattr(follow_up, "_repoint", lambda **kw: calls.append(kw))
     ivorn_of_file: dict[str, str] = {}
     for entry in sorted(corpus, key=_when):
         raw = (CORPUS_DIR / entry["file"]).read_bytes()
@@ -41,7 +40,8 @@ def processed_corpus(corpus, alert_observatory, monkeypatch):  # noqa: ANN001, A
             assert alert_id is not None, entry["file"]
             services.alert_process(alert_id=alert_id)  # nothing may escape: an exception fails the test here
         ivorn_of_file[entry["file"]] = entry["ivorn"]
-    return ivorn_of_file, calls
+    assert telescope.commands == []
+    return ivorn_of_file
 
 
 def test_every_corpus_packet_is_processed_and_stored_once(corpus, processed_corpus) -> None:  # noqa: ANN001
@@ -117,15 +117,12 @@ def _outcomes() -> tuple[set[frozenset[str]], dict[str, tuple]]:
     return {frozenset(ivorns) for ivorns in members.values()}, per_alert
 
 
-def test_chunks_give_the_same_events_and_outcomes_as_alert_by_alert(corpus, alert_observatory,  # noqa: ANN001
+def test_chunks_give_the_same_events_and_outcomes_as_alert_by_alert(corpus, alert_observatory, telescope,  # noqa: ANN001
                                                                    monkeypatch, caplog) -> None:
     """A burst's chunk takes the bulk path for its quiet notices (test packets, not-a-GRB, not pointable...):
     over the whole corpus, processed 10 packets per call, every grouping and outcome is that of the per-alert
     path, one packet per call."""
-    monkeypatch.setattr(intake, "alert_queue", lambda *, alert_id: True)
-    monkeypatch.setattr(follow_up, "_preempt", lambda **kw: None)
-    monkeypatch.setattr(follow_up, "_repoint", lambda **kw: None)
-    monkeypatch.setattr(follow_up, "_point_now", lambda **kw: True)
+    monkeypatch.setattr(intake, "alert_queue", lambda *, alert_id: True)  # the majordome: daytime, moves nothing
     entries = sorted(corpus, key=_when)
     results = []
     bulk_ok = processing._may_be_quiet

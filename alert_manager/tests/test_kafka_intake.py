@@ -15,7 +15,7 @@ import pytest
 import time_machine
 
 from alert_manager.kafka_consumer import KafkaRecord
-from alert_manager.services import follow_up, kafka_intake, processing
+from alert_manager.services import kafka_intake, processing
 from alert_manager.services.kafka_intake import alert_receive_kafka
 from pyrosapp.models import Alert, AlertEvent
 
@@ -42,12 +42,10 @@ def _record(entry: dict, offset: int) -> KafkaRecord:
                        value=(KAFKA_DIR / entry["file"]).read_bytes())
 
 
-def test_every_corpus_message_is_stored_processed_and_a_redelivery_is_a_repeat(alert_observatory, monkeypatch):
-    pointed: list[dict] = []
+def test_every_corpus_message_is_stored_processed_and_a_redelivery_is_a_repeat(observing_night, telescope,
+                                                                              monkeypatch):
+    # the majordome runs for real, at night: what it commands the devices is recorded by ``telescope``
     monkeypatch.setattr(kafka_intake, "alert_queue_many", lambda *, alert_ids: True)
-    monkeypatch.setattr(follow_up, "_point_now", lambda **kw: (pointed.append(kw), True)[1])
-    monkeypatch.setattr(follow_up, "_preempt", lambda **kw: None)
-    monkeypatch.setattr(follow_up, "_repoint", lambda **kw: None)
     entries = sorted(_corpus(), key=_when)
     records = [_record(entry, offset) for offset, entry in enumerate(entries)]
     for record, entry in zip(records, entries, strict=True):
@@ -77,6 +75,11 @@ def test_every_corpus_message_is_stored_processed_and_a_redelivery_is_a_repeat(a
     for trigger in ("MS181101ab", "S230522a"):
         events = set(Alert.objects.filter(trigger_id=trigger).values_list("event_id", flat=True))
         assert len(events - {None}) <= 1, (trigger, events)
+    # the majordome slewed to each burst observable at once, and only there (never to a test notice's position)
+    observing = AlertEvent.objects.filter(status=AlertEvent.Status.OBSERVING, is_test=False)
+    assert observing.exists()
+    assert sorted((round(ra, 6), round(dec, 6)) for ra, dec in telescope.slews) == sorted(
+        (round(e.pointed_ra_deg, 6), round(e.pointed_dec_deg, 6)) for e in observing)
 
 
 def test_a_rejected_json_notice_is_stored_with_its_reason(alert_observatory, monkeypatch):
@@ -214,16 +217,14 @@ def test_alerts_replay_needs_a_cluster_and_publishes_bytes_unchanged(monkeypatch
     assert received == message.read_bytes()
 
 
-def test_an_einstein_probe_notice_by_kafka_and_a_swift_follow_up_by_vtp_are_one_event(alert_observatory, monkeypatch):
+def test_an_einstein_probe_notice_by_kafka_and_a_swift_follow_up_by_vtp_are_one_event(alert_observatory, telescope,
+                                                                                      monkeypatch):
     from alert_manager import services
     from alert_manager.services import intake
     from alert_manager.tests.helpers import swift_packet
 
     monkeypatch.setattr(kafka_intake, "alert_queue_many", lambda *, alert_ids: True)
-    monkeypatch.setattr(intake, "alert_queue", lambda *, alert_id: True)
-    monkeypatch.setattr(follow_up, "_point_now", lambda **kw: False)
-    monkeypatch.setattr(follow_up, "_preempt", lambda **kw: None)
-    monkeypatch.setattr(follow_up, "_repoint", lambda **kw: None)
+    monkeypatch.setattr(intake, "alert_queue", lambda *, alert_id: True)  # the majordome: daytime, moves nothing
     t0 = datetime(2026, 12, 3, 20, 0, tzinfo=UTC)
     body = {"$schema": "https://gcn.nasa.gov/schema/v4.1.0/gcn/notices/einstein_probe/wxt/alert.schema.json",
             "instrument": "WXT", "trigger_time": t0.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "id": ["01709131077"],
@@ -241,3 +242,4 @@ def test_an_einstein_probe_notice_by_kafka_and_a_swift_follow_up_by_vtp_are_one_
     assert (ep.transport, xrt.transport) == ("kafka", "vtp")
     assert ep.event_id is not None and xrt.event_id == ep.event_id
     assert sorted(AlertEvent.objects.get(pk=ep.event_id).missions) == ["Einstein Probe", "Swift"]
+    assert telescope.commands == []

@@ -1,6 +1,7 @@
 """The alert pipeline on the database: intake (persist first), processing, grouping, strategies,
-pre-emption calls, position updates and retractions. Celery is not involved here (the task is a
-one-line call of ``alert_process``); the majordome calls are recorded (they leave the process)."""
+pre-emption, position updates and retractions. Celery is not involved here (the task is a one-line call of
+``alert_process``); the majordome acts for real on the observatory state, and the commands it sends the devices
+are recorded (``telescope``: they leave the process)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ import time_machine
 from django.db import OperationalError
 
 from alert_manager import services
-from alert_manager.services import follow_up, intake, processing
+from alert_manager.services import intake, processing
 from alert_manager.tests.helpers import NIGHT, svom_packet, swift_packet, zenith_ra_dec
 from alert_manager.tests.packets import make_packet
-from pyrosapp.models import Alert, AlertEvent, Log, Request, Sequence, Strategy
+from pyrosapp.models import Alert, AlertEvent, Log, ObservatoryState, Request, Sequence, Strategy
 
 
 @pytest.fixture
@@ -25,23 +26,6 @@ def queued(monkeypatch) -> list[int]:  # noqa: ANN001
     ids: list[int] = []
     monkeypatch.setattr(intake, "alert_queue", lambda *, alert_id: ids.append(alert_id) or True)
     return ids
-
-
-class _TelescopeCalls(list):
-    def __init__(self) -> None:
-        super().__init__()
-        self.pointed: list[dict] = []
-
-
-@pytest.fixture
-def telescope_calls(monkeypatch) -> _TelescopeCalls:  # noqa: ANN001
-    """The majordome's pre-emption and re-pointing calls (they move the mount: out of this process)."""
-    calls = _TelescopeCalls()
-    # The direct slew of the latency path: recorded apart, and reported as commanded.
-    monkeypatch.setattr(follow_up, "_point_now", lambda **kw: (calls.pointed.append(kw), True)[1])
-    monkeypatch.setattr(follow_up, "_preempt", lambda **kw: calls.append(("preempt", kw)))
-    monkeypatch.setattr(follow_up, "_repoint", lambda **kw: calls.append(("repoint", kw)))
-    return calls
 
 
 def ingest(raw: bytes) -> Alert:
@@ -162,7 +146,7 @@ def test_bad_packets_are_stored_rejected_with_a_logged_reason(db, queued, name: 
 
 
 def test_swift_bat_then_xrt_one_event_refined_position_no_repoint_inside_the_field(
-        alert_observatory, queued, telescope_calls) -> None:  # noqa: ANN001
+        alert_observatory, queued, observing_night, telescope) -> None:  # noqa: ANN001
     site = alert_observatory.site
     ra, dec = zenith_ra_dec(site.latitude_deg, site.longitude_deg, NIGHT)
     with time_machine.travel(NIGHT + timedelta(seconds=20), tick=False):
@@ -177,12 +161,11 @@ def test_swift_bat_then_xrt_one_event_refined_position_no_repoint_inside_the_fie
     assert first.priority == 10 and first.window_start == NIGHT + timedelta(seconds=20)
     plan = first.albums.get().plans.get()
     assert (plan.filter.name, plan.exposure_s, plan.count) == ("R", 60.0, 10)
-    # the slew left first, before the request existed; the pre-emption then does not slew again
-    assert telescope_calls.pointed == [{"ra_deg": pytest.approx(ra), "dec_deg": pytest.approx(dec),
-                                        "reason": f"alert {event.name}"}]
-    assert telescope_calls == [("preempt", {"sequence_id": first.pk, "ra_deg": pytest.approx(ra),
-                                            "dec_deg": pytest.approx(dec), "reason": f"alert {event.name}",
-                                            "slew": False})]
+    # the slew left first (camera aborted, mount unparked), before the request existed; the pre-emption then
+    # does not slew again: it makes the burst's first sequence the next to run
+    assert telescope.commands == [("abort",), ("unpark",), ("slew", pytest.approx(ra), pytest.approx(dec))]
+    assert ObservatoryState.objects.get().preempt_sequence_id == first.pk and first.status == Sequence.Status.PLANNED
+    assert Log.objects.filter(message__contains=f"pre-emption by sequence {first.pk}: alert {event.name}").exists()
     assert {"parsed", "grouped", "request_built", "preempt_called"} <= bat.timings.keys()
 
     # XRT 50 s later: 0.02 deg away with a 5" error: inside the field, the telescope stays.
@@ -192,12 +175,12 @@ def test_swift_bat_then_xrt_one_event_refined_position_no_repoint_inside_the_fie
     assert xrt.event_id == event.pk and AlertEvent.objects.count() == 1
     assert (event.ra_deg, event.error_deg) == (pytest.approx(ra + 0.02), pytest.approx(0.0014))
     assert event.request_id == request.pk and Request.objects.count() == 1
-    assert len(telescope_calls) == 1
+    assert len(telescope.slews) == 1 and ObservatoryState.objects.get().abort_sequence_id is None
     assert "no re-point" in xrt.status_reason
 
 
 def test_a_position_update_leaving_the_field_repoints_the_executing_sequence(
-        alert_observatory, queued, telescope_calls) -> None:  # noqa: ANN001
+        alert_observatory, queued, observing_night, telescope) -> None:  # noqa: ANN001
     site = alert_observatory.site
     ra, dec = zenith_ra_dec(site.latitude_deg, site.longitude_deg, NIGHT)
     with time_machine.travel(NIGHT + timedelta(seconds=20), tick=False):
@@ -208,10 +191,11 @@ def test_a_position_update_leaving_the_field_repoints_the_executing_sequence(
     # The refined position is 0.25 deg away: beyond the 0.142 deg inscribed radius of the camera field.
     with time_machine.travel(NIGHT + timedelta(seconds=70), tick=False):
         ingest(swift_packet("XRT_Pos", 200002, 2, NIGHT, ra, dec + 0.25, 0.0014, packet_type=67))
-    kind, call = telescope_calls[-1]
-    assert kind == "repoint" and call["sequence_id"] == sequences[0].pk
-    assert (call["ra_deg"], call["dec_deg"]) == (pytest.approx(ra), pytest.approx(dec + 0.25))
-    assert "leaves the field" in call["reason"]
+    # the mount goes to the new position and the running sequence is interrupted, to restart there first
+    assert telescope.slews == [(pytest.approx(ra), pytest.approx(dec)), (pytest.approx(ra), pytest.approx(dec + 0.25))]
+    state = ObservatoryState.objects.get()
+    assert (state.abort_sequence_id, state.abort_kind) == (sequences[0].pk, ObservatoryState.StopKind.INTERRUPT)
+    assert "leaves the field" in state.abort_reason and state.preempt_sequence_id == sequences[0].pk
     for sequence in Sequence.objects.filter(request=event.request):
         assert sequence.dec_deg == pytest.approx(dec + 0.25)  # the waiting cadence follows too
     event.refresh_from_db()
@@ -219,7 +203,7 @@ def test_a_position_update_leaving_the_field_repoints_the_executing_sequence(
 
 
 def test_not_observable_now_schedules_for_later_without_preempting(alert_observatory, queued,
-                                                                   telescope_calls) -> None:  # noqa: ANN001
+                                                                   observing_night, telescope) -> None:  # noqa: ANN001
     site = alert_observatory.site
     ra, _ = zenith_ra_dec(site.latitude_deg, site.longitude_deg, NIGHT)
     # 8 h of RA away from the meridian and at Dec +30: below 20 deg now, rises before morning.
@@ -229,7 +213,8 @@ def test_not_observable_now_schedules_for_later_without_preempting(alert_observa
     event = AlertEvent.objects.get(pk=alert.event_id)
     assert event.status == AlertEvent.Status.AWAITING_VISIBILITY, event.status_reason
     assert event.request is not None
-    assert telescope_calls == []
+    # the majordome would have let it take the telescope (night, safe, automatic): it was not asked to
+    assert telescope.commands == [] and ObservatoryState.objects.get().preempt_sequence_id is None
 
 
 @pytest.mark.parametrize(("extra", "role", "reason"), [
@@ -237,7 +222,7 @@ def test_not_observable_now_schedules_for_later_without_preempting(alert_observa
     ({"Def_NOT_a_GRB": "true"}, "observation", "not a GRB"),
     ({"Target_in_Flt_Catalog": "true"}, "observation", "catalogue source"),
 ])
-def test_test_packets_and_non_grbs_never_create_a_request(alert_observatory, queued, telescope_calls,  # noqa: ANN001
+def test_test_packets_and_non_grbs_never_create_a_request(alert_observatory, queued, observing_night, telescope,  # noqa: ANN001
                                                           extra: dict, role: str, reason: str) -> None:
     site = alert_observatory.site
     ra, dec = zenith_ra_dec(site.latitude_deg, site.longitude_deg, NIGHT)
@@ -245,11 +230,12 @@ def test_test_packets_and_non_grbs_never_create_a_request(alert_observatory, que
         alert = ingest(swift_packet("BAT_GRB_Pos", 200004, 1, NIGHT, ra, dec, 0.05, role=role, extra=extra))
     assert alert.status == Alert.Status.IGNORED and reason in alert.status_reason
     assert alert.event is not None and alert.event.request is None  # stored and visible, nothing triggered
-    assert Request.objects.count() == 0 and telescope_calls == []
+    assert Request.objects.count() == 0 and telescope.commands == []
+    assert ObservatoryState.objects.get().preempt_sequence_id is None
 
 
 def test_error_region_larger_than_the_strategy_allows_does_not_point(alert_observatory, queued,
-                                                                     telescope_calls) -> None:  # noqa: ANN001
+                                                                     observing_night, telescope) -> None:  # noqa: ANN001
     site = alert_observatory.site
     ra, dec = zenith_ra_dec(site.latitude_deg, site.longitude_deg, NIGHT)
     gbm = make_packet("ivo://nasa.gsfc.gcn/Fermi#GBM_Gnd_Pos_2026-01-15T23:00:00.00_790000000_1-500",
@@ -259,10 +245,11 @@ def test_error_region_larger_than_the_strategy_allows_does_not_point(alert_obser
         alert = ingest(gbm)
     event = AlertEvent.objects.get(pk=alert.event_id)
     assert event.status == AlertEvent.Status.NOT_ACTIONABLE and "larger than" in event.status_reason
-    assert Request.objects.count() == 0 and telescope_calls == []
+    assert Request.objects.count() == 0 and telescope.commands == []
+    assert ObservatoryState.objects.get().preempt_sequence_id is None
 
 
-def test_strategy_switch_and_time_since_burst(alert_observatory, queued, telescope_calls) -> None:  # noqa: ANN001
+def test_strategy_switch_and_time_since_burst(alert_observatory, queued, observing_night) -> None:  # noqa: ANN001
     site = alert_observatory.site
     ra, dec = zenith_ra_dec(site.latitude_deg, site.longitude_deg, NIGHT)
     # A notice processed 2 h after the burst: the immediate sequence (first hour) is over, the cadence is left.
@@ -284,7 +271,7 @@ def test_strategy_switch_and_time_since_burst(alert_observatory, queued, telesco
 
 
 def test_svom_retraction_cancels_the_request_and_refunds_the_time(alert_observatory, queued,
-                                                                  telescope_calls) -> None:  # noqa: ANN001
+                                                                  observing_night) -> None:  # noqa: ANN001
     site = alert_observatory.site
     ra, dec = zenith_ra_dec(site.latitude_deg, site.longitude_deg, NIGHT)
     burst = "sb26011501"
@@ -309,7 +296,7 @@ def test_svom_retraction_cancels_the_request_and_refunds_the_time(alert_observat
     assert set(request.sequences.values_list("status", flat=True)) == {Sequence.Status.CANCELLED}
 
 
-def test_lvk_retraction_cancels_the_events_request(alert_observatory, queued, telescope_calls) -> None:  # noqa: ANN001
+def test_lvk_retraction_cancels_the_events_request(alert_observatory, queued, observing_night) -> None:  # noqa: ANN001
     from pyrosapp.tests.factories import RequestFactory
 
     initial = make_packet("ivo://gwnet/LVC#S260115a-2-Initial", params={"Packet_Type": "151", "GraceID": "S260115a",
@@ -332,7 +319,7 @@ def test_lvk_retraction_cancels_the_events_request(alert_observatory, queued, te
 
 
 def test_gbm_and_swift_of_one_burst_join_one_event_with_the_best_position(alert_observatory, queued,
-                                                                         telescope_calls) -> None:  # noqa: ANN001
+                                                                         observing_night, telescope) -> None:  # noqa: ANN001
     site = alert_observatory.site
     ra, dec = zenith_ra_dec(site.latitude_deg, site.longitude_deg, NIGHT)
     gbm = make_packet("ivo://nasa.gsfc.gcn/Fermi#GBM_Flt_Pos_2026-01-15T23:00:00.00_790000001_1-300",
@@ -347,7 +334,10 @@ def test_gbm_and_swift_of_one_burst_join_one_event_with_the_best_position(alert_
     assert sorted(event.missions) == ["Fermi", "Swift"]
     assert event.trigger_ids == {"Fermi-GBM": "790000001", "Swift": "200007"}
     assert event.error_deg == pytest.approx(0.05) and event.request is not None
-    assert [c[0] for c in telescope_calls] == ["preempt"]
+    # one pre-emption, at Swift's position (GBM's 5 deg circle alone did not point)
+    assert telescope.slews == [(pytest.approx(ra), pytest.approx(dec))]
+    first = event.request.sequences.order_by("order").first()
+    assert ObservatoryState.objects.get().preempt_sequence_id == first.pk
 
 
 def test_processing_commits_do_not_wait_for_the_disk_but_intake_commits_do(postgres_required, transactional_db,  # noqa: ANN001
@@ -377,7 +367,7 @@ def test_processing_commits_do_not_wait_for_the_disk_but_intake_commits_do(postg
 
 
 def test_a_coarse_notice_of_a_burst_being_observed_is_an_update_not_a_dead_end(
-        alert_observatory, queued, telescope_calls) -> None:  # noqa: ANN001
+        alert_observatory, queued, observing_night) -> None:  # noqa: ANN001
     """A notice that could not point by itself (2 deg circle) joins an event whose best position can: the event's
     position decides (a follow-up update), in a chunk as alone; it is not filed as "not actionable"."""
     site = alert_observatory.site

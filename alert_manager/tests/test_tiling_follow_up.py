@@ -28,7 +28,7 @@ from alert_manager.tests.helpers import NIGHT, swift_packet, zenith_ra_dec
 from alert_manager.tests.packets import make_packet
 from alert_manager.tests.test_tiling import _flat_map_fits, _inside_any_tile
 from alert_manager.tile_entries import tile_from_entry
-from pyrosapp.models import Alert, AlertEvent, Request, Sequence, Strategy
+from pyrosapp.models import Alert, AlertEvent, Log, ObservatoryState, Request, Sequence, Strategy
 from pyrosapp.tests.factories import UserFactory
 from routine_manager import services as routine_services
 
@@ -81,14 +81,13 @@ def _gbm(trig: int, when: datetime, ra: float, dec: float, error_deg: float, ser
 
 
 @pytest.fixture
-def pipeline(alert_observatory, monkeypatch):  # noqa: ANN001, ANN201
-    """The alert pipeline with the demo tiling strategy active; the majordome and the scheduler recorded."""
-    calls: dict[str, list[dict]] = {"point": [], "preempt": [], "replan": []}
+def pipeline(alert_observatory, observing_night, telescope, monkeypatch):  # noqa: ANN001, ANN201
+    """The alert pipeline with the demo tiling strategy active; the majordome runs for real (night, safe,
+    automatic) and the commands it sends the devices are recorded (``telescope``), so are the scheduler's
+    replan messages."""
+    calls: dict[str, list[dict]] = {"replan": []}
     monkeypatch.setattr(kafka_intake, "alert_queue_many", lambda *, alert_ids: True)
     monkeypatch.setattr(intake, "alert_queue", lambda *, alert_id: True)
-    monkeypatch.setattr(follow_up, "_point_now", lambda **kw: (calls["point"].append(kw), True)[1])
-    monkeypatch.setattr(follow_up, "_preempt", lambda **kw: calls["preempt"].append(kw))
-    monkeypatch.setattr(follow_up, "_repoint", lambda **kw: None)
     monkeypatch.setattr(follow_up, "_request_replan", lambda **kw: calls["replan"].append(kw))
     strategy = services.strategy_activate(strategy=Strategy.objects.get(name=TILING_STRATEGY_NAME))
     offsets = itertools.count()
@@ -106,7 +105,8 @@ def pipeline(alert_observatory, monkeypatch):  # noqa: ANN001, ANN201
             processing.alert_process(alert_id=alert_id)
         return Alert.objects.get(pk=alert_id)
 
-    return SimpleNamespace(kafka=kafka, voevent=voevent, calls=calls, strategy=strategy, obs=alert_observatory)
+    return SimpleNamespace(kafka=kafka, voevent=voevent, calls=calls, strategy=strategy, obs=alert_observatory,
+                           telescope=telescope)
 
 
 def _event(alert: Alert) -> AlertEvent:
@@ -130,7 +130,9 @@ def _check_tiled(event: AlertEvent, strategy: Strategy, *, now: datetime) -> lis
         assert sequence.min_altitude_deg == strategy.min_altitude_deg
         plans = [(p.filter.name, p.exposure_s, p.count) for a in sequence.albums.all() for p in a.plans.all()]
         assert plans == [("R", 60.0, 3)]  # the template's first sequence
-        assert sequence.status == Sequence.Status.PENDING
+    # an event observed now pre-empted: its first tile runs next (planned), the others wait for the scheduler
+    first_status = Sequence.Status.PLANNED if event.status == AlertEvent.Status.OBSERVING else Sequence.Status.PENDING
+    assert [s.status for s in sequences] == [first_status] + [Sequence.Status.PENDING] * (len(sequences) - 1)
     # most probable first: cumulative coverage grows, preferred starts follow the ranks
     cumulative = [e["cumulative_probability"] for e in entries]
     assert cumulative == sorted(cumulative)
@@ -163,7 +165,8 @@ def test_real_lvk_map_becomes_a_tiled_request_most_probable_first(pipeline) -> N
     assert [t.index for t in plan] == [e["index"] for e in sorted(event.tiles, key=lambda e: e["rank"])]
     assert all(night_end > s.preferred_start >= tile.observable_from_utc for s, tile in zip(sequences, plan,
                                                                                             strict=True))
-    assert pipeline.calls["point"] == [] and pipeline.calls["preempt"] == []  # not observable now: no pre-emption
+    # not observable now (the majordome would allow it: night, safe, automatic): no slew, no pre-emption
+    assert pipeline.telescope.commands == [] and ObservatoryState.objects.get().preempt_sequence_id is None
     assert pipeline.calls["replan"]  # the scheduler is told
 
     # The same map sent again 5 minutes later: the same tiles, no new request.
@@ -270,11 +273,11 @@ def test_guano_map_becomes_tiles_covering_the_stated_probability_and_preempts(pi
     assert _independent_coverage(prob, entries) >= 0.9 - 0.015
     # the first tile pre-empts, like a point alert: slew first, then the sequence
     first = entries[0]
-    assert pipeline.calls["point"] == [{"ra_deg": pytest.approx(first["ra_deg"]),
-                                        "dec_deg": pytest.approx(first["dec_deg"]),
-                                        "reason": f"alert {event.name} tile 1"}]
-    assert [c["sequence_id"] for c in pipeline.calls["preempt"]] == [sequences[0].pk]
-    assert pipeline.calls["preempt"][0]["slew"] is False  # already pointed
+    assert pipeline.telescope.commands == [("abort",), ("unpark",), ("slew", pytest.approx(first["ra_deg"]),
+                                                                     pytest.approx(first["dec_deg"]))]
+    assert ObservatoryState.objects.get().preempt_sequence_id == sequences[0].pk  # one slew: already pointed
+    assert Log.objects.filter(message__contains=f"pre-emption by sequence {sequences[0].pk}: "
+                                                f"alert {event.name} tile 1").exists()
     assert (event.pointed_ra_deg, event.pointed_dec_deg) == pytest.approx((first["ra_deg"], first["dec_deg"]))
 
 
@@ -369,7 +372,9 @@ def test_a_wide_gbm_circle_becomes_tiles_and_a_precise_position_supersedes_them(
                                               math.radians(e["dec_deg"])))
                for e in sorted(event.tiles, key=lambda e: e["rank"])]
     assert max(offsets) < 1.5  # a Gaussian circle (R90 = 3 deg, nearly flat at its core): fields of its core first
-    assert [c["sequence_id"] for c in pipeline.calls["preempt"]] == [sequences[0].pk]
+    first = min(event.tiles, key=lambda e: e["rank"])
+    assert pipeline.telescope.slews == [(pytest.approx(first["ra_deg"]), pytest.approx(first["dec_deg"]))]
+    assert ObservatoryState.objects.get().preempt_sequence_id == sequences[0].pk
 
     # Swift BAT sees the burst: a 3' position supersedes the tiling (waiting tiles cancelled, pointed at)
     bat = pipeline.voevent(swift_packet("BAT_GRB_Pos", 990101, 1, NIGHT + timedelta(seconds=1), ra + 0.5, dec,
@@ -380,6 +385,9 @@ def test_a_wide_gbm_circle_becomes_tiles_and_a_precise_position_supersedes_them(
     assert not event.request.name.endswith("tiling")
     assert (event.pointed_ra_deg, event.pointed_dec_deg) == pytest.approx((ra + 0.5, dec))
     assert {s.status for s in Sequence.objects.filter(pk__in=[s.pk for s in sequences])} == {"cancelled"}
+    # the telescope left the tile for the burst, whose first sequence runs next
+    assert pipeline.telescope.slews[-1] == (pytest.approx(ra + 0.5), pytest.approx(dec))
+    assert ObservatoryState.objects.get().preempt_sequence_id == event.request.sequences.order_by("order").first().pk
 
 
 def test_without_a_tiling_strategy_nothing_changes(pipeline, monkeypatch) -> None:  # noqa: ANN001

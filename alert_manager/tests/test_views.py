@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from alert_manager import selectors, services
 from alert_manager.packet_rewrite import as_fresh_burst
-from alert_manager.services import follow_up, intake
+from alert_manager.services import intake
 from alert_manager.tests.conftest import CORPUS_DIR, corpus_entries
 from alert_manager.tests.helpers import NIGHT, swift_packet, zenith_ra_dec
 from alert_manager.tests.packets import make_packet
@@ -21,10 +21,10 @@ from pyrosapp.tests.factories import UserFactory
 
 
 @pytest.fixture
-def pipeline(alert_observatory, monkeypatch):  # noqa: ANN001, ANN201
+def pipeline(alert_observatory, telescope, monkeypatch):  # noqa: ANN001, ANN201
+    """Intake and processing; the majordome runs for real (the observatory state is the default, daytime: it
+    moves nothing) and its device connection is the recorder ``telescope``."""
     monkeypatch.setattr(intake, "alert_queue", lambda *, alert_id: True)
-    monkeypatch.setattr(follow_up, "_preempt", lambda **kw: None)
-    monkeypatch.setattr(follow_up, "_repoint", lambda **kw: None)
 
     def ingest(raw: bytes, when: datetime) -> Alert:
         with time_machine.travel(when, tick=False):
