@@ -58,9 +58,23 @@ def save_health(snapshot, *, configured: bool = True, detail: str = "") -> None:
     close_old_connections()
     data = snapshot_to_dict(snapshot) if snapshot is not None else {}
     heartbeat = snapshot.last_heartbeat_at if snapshot is not None else None
+    before = AlertStreamHealth.objects.filter(source="kafka").values_list("snapshot", flat=True).first() or {}
+    if bool(data.get("heartbeat_alarm")) != bool(before.get("heartbeat_alarm")):
+        notify_stream_silent(silent=bool(data.get("heartbeat_alarm")), data=data)
     AlertStreamHealth.objects.update_or_create(source="kafka", defaults={
         "configured": configured, "detail": detail[:500], "connected": bool(data.get("connected")),
         "last_heartbeat": datetime.fromtimestamp(heartbeat, tz=UTC) if heartbeat else None, "snapshot": data})
+
+
+def notify_stream_silent(*, silent: bool, data: dict) -> None:
+    """Operators who asked for observatory alarms hear when the alert stream falls silent and comes back."""
+    from alert_manager.kafka_consumer import health_status
+    from common import notifications
+
+    verdict = health_status(data)[1]
+    notifications.notify("observatory_alarm",
+                         subject="alert stream silent: no GCN heartbeat" if silent else "alert stream back",
+                         body=f"GCN Kafka: {verdict}.", link="/alerts/streams/")
 
 
 def store(records):  # noqa: ANN001, ANN201

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from django.urls import reverse
+
 from pyrosapp.models import AlertEvent, Detector, Request, ScientificProgram, Site, Strategy
 
 if TYPE_CHECKING:
@@ -253,9 +255,12 @@ def build_tiles_request(
             for plan in album_spec.plans:
                 album.add_plan(filter=plan.filter_name, exposure_s=plan.exposure_s, count=plan.count)
     try:
-        return builder.save(submit=True, check_observability=False, now=now)
+        request = builder.save(submit=True, check_observability=False, now=now)
     except RequestInvalid as exc:
         raise FollowUpImpossible(f"the tiling request built by strategy {strategy.name!r} is invalid: {exc}") from exc
+    notify_triggered(event=event, strategy=strategy, ra_deg=tiles[0].ra_deg % 360.0, dec_deg=tiles[0].dec_deg,
+                     now=now, what=f"{len(tiles)} tiles submitted (first tile's position)")
+    return request
 
 
 def build_follow_up_request(
@@ -287,6 +292,27 @@ def build_follow_up_request(
             for plan in album_spec.plans:
                 album.add_plan(filter=plan.filter_name, exposure_s=plan.exposure_s, count=plan.count)
     try:
-        return builder.save(submit=True, check_observability=False)
+        request = builder.save(submit=True, check_observability=False)
     except RequestInvalid as exc:
         raise FollowUpImpossible(f"the request built by strategy {strategy.name!r} is invalid: {exc}") from exc
+    notify_triggered(event=event, strategy=strategy, ra_deg=ra_deg, dec_deg=dec_deg, now=now)
+    return request
+
+
+def notify_triggered(*, event: AlertEvent, strategy: Strategy, ra_deg: float, dec_deg: float, now: datetime,
+                     what: str = "follow-up request submitted") -> None:
+    """Tell whoever asked for GRB notifications (after commit, by a Celery message: the alert path never
+    waits for a mail server)."""
+    from common import notifications
+
+    since = ""
+    if event.burst_time is not None:
+        minutes = (now - event.burst_time).total_seconds() / 60.0
+        since = f"{minutes:.1f} min after the trigger" if minutes < 120 else f"{minutes / 60.0:.1f} h after the trigger"
+    error = f" ± {event.error_deg * 60.0:.1f}'" if event.error_deg else ""
+    trigger = event.burst_time.strftime("%Y-%m-%d %H:%M:%S UTC") if event.burst_time else "unknown"
+    notifications.notify(
+        "grb_triggered", subject=f"{event.name}: {what}",
+        body=(f"{event.name} ({', '.join(event.missions or []) or 'alert'}) at RA {ra_deg:.4f}°, Dec {dec_deg:+.4f}°"
+              f"{error}; trigger {trigger}; strategy {strategy.name!r}: {what}" + (f", {since}" if since else "") + "."),
+        link=reverse("alert_manager:event_detail", args=[event.pk]))

@@ -21,12 +21,14 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from analyzer import catalogs
 from analyzer.afterglow import BurstRegion
 from analyzer.calibration import AnalysisError, MasterFrame, Masters, build_master, load_fits, select_masters
 from analyzer.pipeline import analyze_image_with_quicklook
+from common import notifications
 from pyrosapp.models import AlertEvent, AnalysisResult, CalibrationMaster, Image
 
 log = logging.getLogger("pyros.analyzer")
@@ -144,7 +146,22 @@ def image_analyze(*, image_id: int) -> AnalysisResult:
                  image.pk, image.file_path, status, result.get("n_sources"), result.get("fwhm_arcsec"),
                  result.get("zero_point_mag"), result.get("limiting_mag"), len(result.get("candidates") or []),
                  (result.get("timings_s") or {}).get("total", 0.0))
+    _notify_owner_analysed(image, stored)
     return stored
+
+
+def _notify_owner_analysed(image: Image, analysis: AnalysisResult) -> None:
+    """Tell the request's owner (who asked for it on the profile page) that an image was measured."""
+    request = image.sequence.request if image.sequence_id else None
+    if request is None or request.is_alert:
+        return
+    if analysis.status == AnalysisResult.Status.OK:
+        body = (f"Image {image.pk} of request {request.name!r} was analysed: {analysis.n_sources} sources, "
+                f"FWHM {analysis.fwhm_arcsec} arcsec, limiting magnitude {analysis.limiting_mag}.")
+    else:
+        body = f"Image {image.pk} of request {request.name!r}: analysis {analysis.status} ({analysis.failure_reason})."
+    notifications.notify("images_analysed", subject=f"image of {request.name!r} analysed", body=body,
+                         link=reverse("routine_manager:request_detail", args=[request.pk]), user_ids=[request.owner_id])
 
 
 def _write_solved_wcs(image: Image, path: Path, cards: dict[str, Any]) -> None:

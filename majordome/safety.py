@@ -28,6 +28,7 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from common import notifications
 from majordome import selectors
 from majordome import state_machine as sm
 from majordome.device_link import get_observatory
@@ -174,10 +175,22 @@ def _notify(event: str, alarm: dict) -> None:
     """Call the operator's notification hook (``PYROS_SAFETY_ALARM_HOOK``: a dotted path to a callable
     ``hook(event, alarm)``), in a thread: a slow mail server must not delay the poll."""
     path = getattr(settings, "PYROS_SAFETY_ALARM_HOOK", "")
-    if not path:
-        return
 
     def run():
+        try:  # operators who asked for observatory alarms on their profile (pyros.common.notify)
+            if event == "raised":
+                notifications.notify(
+                    "observatory_alarm", subject="SAFETY ALARM: the dome did not close / the mount did not park",
+                    body=(f"Not safe ({'; '.join(alarm.get('reasons') or []) or 'unknown'}) and the dome is "
+                          f"{alarm.get('dome')}, the mount {alarm.get('mount')}: {'; '.join(alarm.get('problems') or [])}"
+                          ". Check the observatory now."), link="/operations/")
+            else:
+                notifications.notify("observatory_alarm", subject="safety alarm cleared",
+                                     body="The dome is closed and the mount parked.", link="/")
+        except Exception:  # noqa: BLE001 - a broker refusal must not break safety
+            log.exception("safety alarm notification not sent")
+        if not path:
+            return
         try:
             import_string(path)(event, alarm)
         except Exception:  # noqa: BLE001 - a broken hook must not break safety

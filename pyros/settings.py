@@ -212,12 +212,18 @@ if env_str("EMAIL_HOST", ""):
     EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     EMAIL_HOST = env_str("EMAIL_HOST", "")
     EMAIL_PORT = env_int("EMAIL_PORT", 25)
+    EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+    EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+    EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+    EMAIL_TIMEOUT = 10  # seconds: a notification task must not hang on a dead SMTP server
 elif _email_dir:
     EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
     EMAIL_FILE_PATH = _email_dir
 else:
     EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "pyros@localhost")
+# Where the recipients of notifications reach PyROS (links in e-mails and webhooks).
+PYROS_SITE_URL = env_str("PYROS_SITE_URL", "http://127.0.0.1:8000")
 
 # --- Production hardening (active when DEBUG is off; `manage.py check --deploy` is clean) ---
 if not DEBUG:

@@ -15,8 +15,10 @@ from datetime import datetime
 from django.db import transaction
 from django.db.models import F, Value
 from django.db.models.functions import Greatest
+from django.urls import reverse
 from django.utils import timezone
 
+from common import notifications
 from common.messages import send_after_commit
 from pyrosapp.models import Allocation, Request, Sequence, User
 from routine_manager.builder import RequestInvalid
@@ -48,6 +50,33 @@ def _move_request(request_id: int, old: str, new: str, **fields) -> None:
     if not Request.objects.filter(pk=request_id, status=old).update(status=new, updated=timezone.now(), **fields):
         current = Request.objects.filter(pk=request_id).values_list("status", flat=True).first()
         raise lifecycle.InvalidStateChange("request", old, new, f"it is now {current!r} (changed by someone else)")
+    _notify_owner(request_id, old, new)
+
+
+# Which request transitions the owner may want to hear of (preferences on the profile page). Scheduled only
+# from submitted: a request with several sequences goes executing -> scheduled between them.
+_NOTIFIED_TRANSITIONS = {
+    (lifecycle.SUBMITTED, lifecycle.SCHEDULED): "request_scheduled",
+    (lifecycle.EXECUTING, lifecycle.COMPLETED): "request_executed",
+    (lifecycle.EXECUTING, lifecycle.PARTIALLY_COMPLETED): "request_executed",
+}
+
+
+def _notify_owner(request_id: int, old: str, new: str) -> None:
+    kind = _NOTIFIED_TRANSITIONS.get((old, new))
+    if kind is None and new in (lifecycle.FAILED, lifecycle.EXPIRED):
+        kind = "request_failed"
+    if kind is None:
+        return
+    row = Request.objects.filter(pk=request_id).values("owner_id", "name", "status_reason", "is_alert").first()
+    if row is None or row["is_alert"]:
+        return  # alert requests belong to the alert program's PI: GRB notifications tell them
+    verdict = new.replace("_", " ")
+    notifications.notify(
+        kind, subject=f"request {row['name']!r} {verdict}",
+        body=f"Your request {row['name']!r} (#{request_id}) is now {verdict}"
+             + (f": {row['status_reason']}" if row["status_reason"] else "") + ".",
+        link=reverse("routine_manager:request_detail", args=[request_id]), user_ids=[row["owner_id"]])
 
 
 def _move_sequence(sequence_id: int, old: str, new: str, **fields) -> None:

@@ -4,7 +4,7 @@ from django import forms
 from django.contrib.auth import authenticate, password_validation
 from django.contrib.auth.forms import AuthenticationForm
 
-from pyrosapp.models import User
+from pyrosapp.models import NotificationPreference, User
 
 
 class EmailAuthenticationForm(AuthenticationForm):
@@ -73,3 +73,23 @@ class ProfileForm(forms.ModelForm):
     class Meta:
         model = User
         fields = ["first_name", "last_name", "institute"]
+
+
+class NotificationPreferenceForm(forms.ModelForm):
+    """What the user wants to be told (the roles decide what may be offered: alarms to operators and
+    administrators, accounts waiting to administrators)."""
+
+    webhook_url = forms.URLField(required=False, assume_scheme="https", label="Webhook URL",
+                                 help_text=NotificationPreference._meta.get_field("webhook_url").help_text)
+
+    class Meta:
+        model = NotificationPreference
+        fields = ["by_email", "webhook_url", "request_scheduled", "request_executed", "request_failed",
+                  "images_analysed", "grb_triggered", "observatory_alarm", "account_waiting"]
+
+    def __init__(self, *args, user: User, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if user.role == User.Role.ASTRONOMER:
+            del self.fields["observatory_alarm"]
+        if user.role != User.Role.ADMINISTRATOR:
+            del self.fields["account_waiting"]

@@ -16,3 +16,10 @@ def api_token_created(*, user):
     from rest_framework.authtoken.models import Token
 
     return Token.objects.filter(user=user).values_list("created", flat=True).first()
+
+
+def notification_preference(*, user):
+    """The user's notification preferences (unsaved defaults when they never chose)."""
+    from pyrosapp.models import NotificationPreference
+
+    return NotificationPreference.objects.filter(user=user).first() or NotificationPreference(user=user)

@@ -6,8 +6,10 @@ import logging
 
 from django.core.mail import mail_admins, send_mail
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 
+from common import notifications
 from pyrosapp.models import User
 
 log = logging.getLogger("pyros.user_manager")
@@ -26,6 +28,10 @@ def user_register(*, email: str, password: str, first_name: str = "", last_name:
         f"{user.get_full_name() or user.email} <{user.email}> ({user.institute}) registered and awaits validation.",
         fail_silently=True,
     ))
+    notifications.notify("account_waiting", subject="an account awaits validation",
+                         body=f"{user.get_full_name() or 'Someone'} ({user.institute or 'no institute'}) registered "
+                              "and awaits validation in the backoffice.",
+                         link=reverse("admin:pyrosapp_user_changelist") + "?account_state__exact=pending")
     return user
 
 
@@ -70,3 +76,11 @@ def api_token_revoke(*, user: User) -> bool:
     if deleted:
         log.info("API token revoked for %s", user.email)
     return bool(deleted)
+
+
+def notification_preference_save(*, user: User, values: dict) -> None:
+    """Store the user's notification preferences (a row of their own, created on the first save)."""
+    from pyrosapp.models import NotificationPreference
+
+    NotificationPreference.objects.update_or_create(user=user, defaults=values)
+    log.info("notification preferences of %s saved", user.email)

@@ -11,6 +11,7 @@ urlpatterns = [
     path("register/", views.register, name="register"),
     path("profile/", views.profile, name="profile"),
     path("profile/token/", views.api_token, name="api_token"),
+    path("profile/notifications/", views.notification_preferences, name="notification_preferences"),
     path("password/change/", views.PasswordChangeView.as_view(), name="password_change"),
     path("password/reset/", views.PasswordResetView.as_view(), name="password_reset"),
     path("password/reset/done/", views.PasswordResetDoneView.as_view(), name="password_reset_done"),

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 
 from common.ratelimit import client_address, limit_reached
 from user_manager import selectors, services
-from user_manager.forms import EmailAuthenticationForm, ProfileForm, RegistrationForm
+from user_manager.forms import EmailAuthenticationForm, NotificationPreferenceForm, ProfileForm, RegistrationForm
 
 log = logging.getLogger("pyros.user_manager")
 
@@ -60,12 +60,15 @@ def register(request):
     return render(request, "user_manager/register.html", {"form": form})
 
 
-def _profile_page(request, form, *, new_token: str = ""):
+def _profile_page(request, form, *, new_token: str = "", notification_form=None, status: int = 200):
+    if notification_form is None:
+        notification_form = NotificationPreferenceForm(
+            instance=selectors.notification_preference(user=request.user), user=request.user)
     return render(request, "user_manager/profile.html", {
-        "form": form, "programs": selectors.programs_of_user(user=request.user),
+        "form": form, "notification_form": notification_form, "programs": selectors.programs_of_user(user=request.user),
         "token_created": selectors.api_token_created(user=request.user), "new_token": new_token,
         "api_root": request.build_absolute_uri("/api/"),
-    })
+    }, status=status)
 
 
 def profile(request):
@@ -75,6 +78,18 @@ def profile(request):
         messages.success(request, "Your profile was saved.")
         return redirect("user_manager:profile")
     return _profile_page(request, form)
+
+
+@require_POST
+def notification_preferences(request):
+    form = NotificationPreferenceForm(request.POST, instance=selectors.notification_preference(user=request.user),
+                                      user=request.user)
+    if not form.is_valid():
+        return _profile_page(request, ProfileForm(instance=request.user), notification_form=form, status=400)
+    services.notification_preference_save(user=request.user, values={
+        name: form.cleaned_data[name] for name in form.fields})
+    messages.success(request, "Your notification preferences were saved.")
+    return redirect("user_manager:profile")
 
 
 @require_POST

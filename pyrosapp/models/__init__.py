@@ -4,6 +4,7 @@ from .alerts import Alert, AlertEvent, AlertStreamHealth, Strategy
 from .images import AnalysisResult, CalibrationMaster, Image
 from .logs import Log
 from .monitoring import DeviceStatus, ObservatoryState, WeatherReading
+from .notifications import NotificationPreference
 from .observatory import Detector, Dome, Filter, FilterWheel, Site, Telescope
 from .programs import Allocation, Period, ScientificProgram
 from .requests import Album, Plan, Request, Sequence
@@ -11,7 +12,7 @@ from .scheduling import Schedule, ScheduleHasSequences
 from .users import User
 
 __all__ = [
-    "Alert", "AlertEvent", "AlertStreamHealth", "Strategy", "AnalysisResult", "CalibrationMaster", "Image", "Log", "DeviceStatus",
+    "Alert", "AlertEvent", "AlertStreamHealth", "Strategy", "AnalysisResult", "CalibrationMaster", "Image", "Log", "NotificationPreference", "DeviceStatus",
     "ObservatoryState", "WeatherReading", "Detector", "Dome", "Filter", "FilterWheel", "Site", "Telescope",
     "Allocation", "Period", "ScientificProgram", "Album", "Plan", "Request", "Sequence", "Schedule",
     "ScheduleHasSequences", "User",
