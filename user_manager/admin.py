@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.template.response import TemplateResponse
 
 from pyrosapp import models as m
+from user_manager import selectors
+from user_manager.forms import AccountValidationForm
 from user_manager.roles import has_role
 from user_manager.services import user_refuse, user_validate
 
@@ -30,8 +34,20 @@ class UserAdmin(DjangoUserAdmin):
 
     @admin.action(description="Validate the selected accounts (they can log in)")
     def validate_accounts(self, request, queryset):
-        n = user_validate(users=queryset, by=request.user)
-        self.message_user(request, f"{n} account(s) validated.", messages.SUCCESS)
+        """Asks first for a program and time, so that a validated astronomer can submit at once."""
+        form = AccountValidationForm(request.POST if "apply" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            program, hours = form.cleaned_data["program"], form.cleaned_data["hours"] or 0.0
+            n = user_validate(users=queryset, by=request.user, program=program, starter_hours=hours)
+            given = (f"members of {program.name}" if program is not None
+                     else f"each with a starter program of {hours:g} h" if hours else "without a program")
+            self.message_user(request, f"{n} account(s) validated, {given}.", messages.SUCCESS)
+            return None
+        return TemplateResponse(request, "admin/user_manager/validate_accounts.html", {
+            **self.admin_site.each_context(request), "title": "Validate accounts", "form": form,
+            "accounts": queryset, "opts": self.model._meta,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        })
 
     @admin.action(description="Refuse the selected accounts")
     def refuse_accounts(self, request, queryset):
@@ -72,3 +88,16 @@ def _administrators_only(request) -> bool:
 
 
 admin.site.has_permission = _administrators_only
+
+
+_admin_index = admin.site.index
+
+
+def _index_with_pending_accounts(request, extra_context=None):
+    """The backoffice's home starts with the accounts waiting for validation."""
+    context = {"pending_accounts": list(selectors.accounts_pending()[:50])}
+    context.update(extra_context or {})
+    return _admin_index(request, context)
+
+
+admin.site.index = _index_with_pending_accounts

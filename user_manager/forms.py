@@ -4,7 +4,7 @@ from django import forms
 from django.contrib.auth import authenticate, password_validation
 from django.contrib.auth.forms import AuthenticationForm
 
-from pyrosapp.models import NotificationPreference, User
+from pyrosapp.models import NotificationPreference, ScientificProgram, User
 
 
 class EmailAuthenticationForm(AuthenticationForm):
@@ -93,3 +93,22 @@ class NotificationPreferenceForm(forms.ModelForm):
             del self.fields["observatory_alarm"]
         if user.role != User.Role.ADMINISTRATOR:
             del self.fields["account_waiting"]
+
+
+class AccountValidationForm(forms.Form):
+    """Asked by the backoffice's "Validate" action: what the validated accounts may observe with."""
+
+    program = forms.ModelChoiceField(
+        queryset=ScientificProgram.objects.none(), required=False,
+        empty_label="A starter program of their own",
+        help_text="They become members of this program; left empty, each gets a program of their own.")
+    hours = forms.FloatField(
+        min_value=0, max_value=1000, initial=2.0, label="Hours in the current period",
+        help_text="Allocated to the starter program (or to the chosen program if it has no allocation now). "
+                  "0: no time, they cannot submit yet.")
+
+    def __init__(self, *args, **kwargs) -> None:
+        from user_manager.selectors import programs_to_join
+
+        super().__init__(*args, **kwargs)
+        self.fields["program"].queryset = programs_to_join()

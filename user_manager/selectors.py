@@ -23,3 +23,15 @@ def notification_preference(*, user):
     from pyrosapp.models import NotificationPreference
 
     return NotificationPreference.objects.filter(user=user).first() or NotificationPreference(user=user)
+
+
+def accounts_pending():
+    """Accounts waiting for an administrator, oldest first (the backoffice's home shows them)."""
+    from pyrosapp.models import User
+
+    return User.objects.filter(account_state=User.AccountState.PENDING).order_by("date_joined")
+
+
+def programs_to_join():
+    """Programs a newly validated astronomer may be put in (active, not the alert program)."""
+    return ScientificProgram.objects.filter(is_active=True, is_alert_program=False).order_by("name")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from django.core.mail import mail_admins, send_mail
 from django.db import transaction
@@ -49,8 +50,46 @@ def _set_state(users, state: str, by: User | None) -> int:
     return changed
 
 
-def user_validate(*, users, by: User | None = None) -> int:
-    return _set_state(users, User.AccountState.VALIDATED, by)
+def user_validate(*, users, by: User | None = None, program=None, starter_hours: float = 0.0,
+                  now=None) -> int:
+    """Validate accounts and, so that a newcomer can submit at once (issue #16), give them a program:
+    ``program`` (they become members; it gets a current allocation of ``starter_hours`` if it has none), or,
+    with ``starter_hours`` and no program, a starter program of their own with that much time in the current
+    period (a period of six months from now is created when none covers today)."""
+    users = list(users)
+    with transaction.atomic():
+        changed = _set_state(users, User.AccountState.VALIDATED, by)
+        if program is not None or starter_hours > 0:
+            for user in users:
+                program_give(user=user, program=program, hours=starter_hours, now=now)
+    return changed
+
+
+def _current_period(now):
+    from pyrosapp.models import Period
+
+    period = Period.objects.filter(start__lte=now, end__gt=now).order_by("-start").first()
+    if period is None:
+        period = Period.objects.create(name=f"from {now:%Y-%m-%d}", start=now, end=now + timedelta(days=182))
+        log.info("period %s created for a starter allocation", period.name)
+    return period
+
+
+def program_give(*, user: User, program=None, hours: float = 0.0, now=None):
+    """Make ``user`` a member of ``program`` (or of a starter program of their own) with time to spend now."""
+    from pyrosapp.models import Allocation, ScientificProgram
+
+    now = now or timezone.now()
+    if program is None:
+        name = f"Starter: {user.get_full_name() or user.email}"[:100]
+        program, _ = ScientificProgram.objects.get_or_create(
+            name=name, defaults={"pi": user, "description": "Created when the account was validated."})
+    program.members.add(user)
+    period = _current_period(now)
+    if hours > 0 and not Allocation.objects.filter(program=program, period=period).exists():
+        Allocation.objects.create(program=program, period=period, allocated_s=hours * 3600.0)
+    log.info("account %s given program %s (%s h in %s)", user.email, program.name, hours, period.name)
+    return program
 
 
 def user_refuse(*, users, by: User | None = None) -> int:

@@ -40,8 +40,15 @@ def test_registration_validation_login(client):
     admin = UserFactory(email="boss@example.org", role="administrator", is_staff=True, is_superuser=True)
     admin_client = client.__class__()
     admin_client.force_login(admin)
+    # The action asks first what the account may observe with (program and time).
     response = admin_client.post(reverse("admin:pyrosapp_user_changelist"),
-                                 {"action": "validate_accounts", "_selected_action": [user.pk]}, follow=True)
+                                 {"action": "validate_accounts", "_selected_action": [user.pk]})
+    assert response.status_code == 200 and "Hours in the current period" in response.content.decode()
+    user.refresh_from_db()
+    assert user.account_state == User.AccountState.PENDING
+    response = admin_client.post(reverse("admin:pyrosapp_user_changelist"),
+                                 {"action": "validate_accounts", "_selected_action": [user.pk], "apply": "1",
+                                  "program": "", "hours": "0"}, follow=True)
     assert response.status_code == 200
     user.refresh_from_db()
     assert user.account_state == User.AccountState.VALIDATED
