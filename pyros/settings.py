@@ -348,6 +348,8 @@ PYROS_SAFETY_LOOP_STALE_S = env_float("PYROS_SAFETY_LOOP_STALE_S", 30.0)
 # Dotted path of a callable hook(event, alarm) told when the safety alarm is raised or cleared.
 PYROS_SAFETY_ALARM_HOOK = env_str("PYROS_SAFETY_ALARM_HOOK", "")
 # A sequence that ends this much earlier or later than planned asks for a new plan.
+# The request editor's name resolution asks CDS Sesame when a name is not in PyROS's own list (off: offline only).
+PYROS_NAME_RESOLVER_ONLINE = env_bool("PYROS_NAME_RESOLVER_ONLINE", True)
 PYROS_REPLAN_DRIFT_S = env_float("PYROS_REPLAN_DRIFT_S", 120.0)
 # Sequences waiting, none due: the tick asks for a new plan at most this often.
 PYROS_IDLE_REPLAN_S = env_float("PYROS_IDLE_REPLAN_S", 60.0)

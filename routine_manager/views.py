@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import Http404, HttpResponseForbidden
+from django.http import Http404, HttpResponseForbidden, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_POST
+from django.utils.dateparse import parse_datetime
+from django.views.decorators.http import require_GET, require_POST
 
 from analyzer.selectors import images_for_request
-from pyrosapp.models import Request
+from pyrosapp.models import Request, Site
 from routine_manager.builder import RequestInvalid
-from routine_manager.coordinates import format_utc
+from routine_manager.coordinates import format_utc, parse_dec_deg, parse_ra_deg
 from routine_manager.request_json import builder_from_api_data, request_to_data
 from user_manager.roles import ASTRONOMER, role_required
 
 from . import forms, lifecycle, selectors, services
 from .importers import CSV_COLUMNS, ImportInvalid, parse_batch
-from .plots import request_altitude_plots
+from .plots import altitude_figure, request_altitude_plots
+from .targets import resolve_target
 
 
 @role_required(ASTRONOMER)
@@ -200,3 +204,53 @@ def request_import(request):
                 return redirect("routine_manager:request_list")
         return render(request, "routine_manager/request_import.html", context, status=400)
     return render(request, "routine_manager/request_import.html", context)
+
+
+@require_GET
+@role_required(ASTRONOMER)
+def target_resolve(request):
+    """A target name to J2000 coordinates: PyROS's offline list, then Sesame when allowed and reachable."""
+    name = request.GET.get("name", "").strip()[:100]
+    found = resolve_target(name, online=settings.PYROS_NAME_RESOLVER_ONLINE) if name else None
+    if found is None:
+        where = "PyROS's list of bright objects" + (" nor Sesame" if settings.PYROS_NAME_RESOLVER_ONLINE else "")
+        return JsonResponse({"detail": f"{name!r} is neither in {where}: type its RA and Dec."}, status=404)
+    return JsonResponse({"name": found.name, "ra_deg": round(found.ra_deg, 6), "dec_deg": round(found.dec_deg, 6),
+                         "kind": found.kind, "source": found.source})
+
+
+def _utc(text: str, default):
+    """A form's datetime-local value (no zone: UTC, as the editor says) or ISO 8601 with a zone."""
+    parsed = parse_datetime(text.strip()) if text.strip() else None
+    if parsed is None:
+        return default
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@require_GET
+@role_required(ASTRONOMER)
+def target_altitude_preview(request):
+    """The altitude curve of a target over its window (the first week) from the active site, before submitting."""
+    try:
+        ra_deg = parse_ra_deg(request.GET.get("ra", ""))
+        dec_deg = parse_dec_deg(request.GET.get("dec", ""))
+        min_alt = float(request.GET["min_altitude"]) if request.GET.get("min_altitude") else None
+        max_airmass = float(request.GET["max_airmass"]) if request.GET.get("max_airmass") else None
+    except (ValueError, TypeError) as exc:
+        return JsonResponse({"detail": f"RA/Dec or constraints not understood: {exc}"}, status=400)
+    site = Site.objects.filter(is_active=True).first() or Site.objects.first()
+    if site is None:
+        return JsonResponse({"detail": "no observatory site is configured"}, status=404)
+    now = timezone.now()
+    start = _utc(request.GET.get("start", ""), now)
+    end = _utc(request.GET.get("end", ""), start + timedelta(days=1))
+    if end <= start:
+        end = start + timedelta(days=1)
+    try:
+        figure = altitude_figure(site, ra_deg=ra_deg, dec_deg=dec_deg, start=start, end=end,
+                                 min_altitude_deg=min_alt, max_airmass=max_airmass if (max_airmass or 0) >= 1 else None,
+                                 title=f"{request.GET.get('name') or 'target'} from {site.name}", figure_id="preview")
+    except ValueError as exc:  # a site without nights (polar summer)
+        return JsonResponse({"detail": str(exc)}, status=400)
+    figure["max_altitude_deg"] = max(figure["altitude"]) if figure["altitude"] else None
+    return JsonResponse(figure)
