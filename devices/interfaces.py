@@ -314,6 +314,12 @@ class WeatherStation(abc.ABC):
     def refresh(self, *, timeout_s: float = 10.0) -> WeatherReadings:
         """Ask the station for fresh readings and return them (DeviceTimeout if it does not answer)."""
 
+    def on_update(self, callback: Callable[[], None]) -> bool:
+        """Call ``callback()`` (quickly, from the backend's thread) whenever the station publishes new
+        readings, so that safety can react at once instead of at its next poll. Returns whether this
+        backend can (a backend that cannot is simply polled)."""
+        return False
+
 
 class Focuser(abc.ABC):
     """An absolute focuser: position in motor steps from 0 to :meth:`max_position`."""

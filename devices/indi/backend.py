@@ -490,6 +490,12 @@ class IndiCamera(_IndiDevice, Camera):
 
 
 class IndiWeather(_IndiDevice, WeatherStation):
+    def on_update(self, callback) -> bool:  # noqa: ANN001 - a plain callable
+        # WEATHER_PARAMETERS only: stations publish the status first, then the parameters; a poll woken by the
+        # status would read the parameters of the previous sample.
+        self.link.on_vector_update(self.name, "WEATHER_PARAMETERS", callback)
+        return True
+
     def _readings(self) -> WeatherReadings:
         link = self.link
         vec = link.vector(self.name, "WEATHER_PARAMETERS")

@@ -153,6 +153,8 @@ class IndiLink:
         self._blob_seq = 0
         self.abort_generation: dict[str, int] = collections.defaultdict(int)
         self._define_hooks: list[Callable] = []
+        # (device, vector) -> plain callables, run on the loop thread after each update of that vector
+        self._update_listeners: dict[tuple[str, str], list[Callable[[], None]]] = {}
         self._cond: asyncio.Condition | None = None
         self._started = threading.Event()
         self.control: _Client | None = None
@@ -218,6 +220,11 @@ class IndiLink:
         a reconnect: indipyclient forgets every device and learns them again)."""
         self._define_hooks.append(hook)
 
+    def on_vector_update(self, device: str, vector: str, callback: Callable[[], None]) -> None:
+        """``callback()`` after each definition or update of ``device.vector``; it runs on the link's loop
+        thread and must return at once (set an event, not more)."""
+        self._update_listeners.setdefault((device, vector), []).append(callback)
+
     async def _notify(self) -> None:
         async with self._cond:
             self._cond.notify_all()
@@ -262,6 +269,11 @@ class IndiLink:
             state = getattr(event, "state", None) or (vector.state if vector is not None else None)
             message = getattr(event, "message", "") or ""
             queue.append(Update(self._seq, state, message, etype))
+            for listener in self._update_listeners.get(key, ()):
+                try:
+                    listener()
+                except Exception:  # noqa: BLE001 - a failing listener must not kill the reader
+                    logger.exception("update listener failed for %s.%s", *key)
             if etype in ("Define", "DefineBLOB"):
                 for hook in self._define_hooks:
                     try:
