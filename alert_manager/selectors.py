@@ -388,3 +388,24 @@ def alert_stream_alarms(*, now=None) -> list[str]:  # noqa: ANN001
     if status.level == "error":
         return [f"GCN Kafka: {status.summary}"]
     return []
+
+
+def alert_event_live_version(*, event_id: int) -> str | None:
+    """What the event page shows, condensed (polled by the page, which redraws when it changes): the event,
+    its notices, its request and sequences, images, and what the executor does for it. None: no such event."""
+    from django.db.models import Count, Max
+
+    event = AlertEvent.objects.filter(pk=event_id).first()
+    if event is None:
+        return None
+    parts = (
+        event.status, event.status_reason, event.request_id, event.ra_deg, event.dec_deg, event.error_deg,
+        event.pointed_ra_deg, event.pointed_dec_deg, len(event.tiles or []),
+        Alert.objects.filter(event_id=event_id).aggregate(n=Count("pk"), last=Max("received_at")),
+        list(Sequence.objects.filter(request_id=event.request_id).order_by("pk").values_list("status", "request__status"))
+        if event.request_id else [],
+        Image.objects.filter(sequence__request__alert_event_id=event_id).aggregate(n=Count("pk"),
+                                                                                    analysed=Max("analysis__updated")),
+        alert_event_activity(event).text,
+    )
+    return hashlib.sha1(repr(parts).encode(), usedforsecurity=False).hexdigest()[:16]

@@ -8,6 +8,7 @@ urlpatterns = [
     path("", views.event_list, name="event_list"),
     path("<int:pk>/", views.event_detail, name="event_detail"),
     path("<int:pk>/tiles.png", views.event_tiles_png, name="event_tiles_png"),
+    path("<int:pk>/live/", views.event_live, name="event_live"),
     path("packets/<int:pk>/", views.alert_detail, name="alert_detail"),
     path("send-test/", views.send_test_packet, name="send_test"),
     path("send-test/kafka/", views.send_test_kafka, name="send_test_kafka"),

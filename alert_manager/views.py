@@ -7,7 +7,7 @@ import json
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -55,7 +55,17 @@ def event_detail(request, pk: int):
         "event": event, "activity": selectors.alert_event_activity(event), "notices": notices, "sequences": sequences,
         "images": selectors.alert_event_images(event=event),
         "tiles": selectors.alert_event_tiles(event=event) if event.tiles else [],
+        "live_version": selectors.alert_event_live_version(event_id=event.pk),
     })
+
+
+@role_required(ASTRONOMER)
+def event_live(request, pk: int):
+    """The event page's version (polled by static/pyros/live.js)."""
+    version = selectors.alert_event_live_version(event_id=pk)
+    if version is None:
+        raise Http404("no such alert event")
+    return JsonResponse({"version": version})
 
 
 @role_required(ASTRONOMER)

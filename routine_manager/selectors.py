@@ -6,7 +6,7 @@ from datetime import datetime
 
 from django.db.models import Q, QuerySet
 
-from pyrosapp.models import Allocation, Detector, Request, ScientificProgram, User
+from pyrosapp.models import Allocation, Detector, Request, ScientificProgram, Sequence, User
 from user_manager.roles import is_operator
 
 
@@ -69,3 +69,24 @@ def detector_filters() -> dict[str, list[str]]:
         wheel = detector.filter_wheel
         result[detector.name] = [f.name for f in wheel.filters.all()] if wheel else []
     return result
+
+
+def request_live_version(*, request_id: int) -> str:
+    """What the request page shows, condensed (the page polls it and redraws when it changes): statuses,
+    plans, images and their analyses. Three small queries."""
+    from django.db.models import Count, Max, Sum
+
+    from pyrosapp.models import Image
+
+    head = Request.objects.filter(pk=request_id).values_list("status", "status_reason", "updated", "used_s").first()
+    sequences = list(Sequence.objects.filter(request_id=request_id).order_by("pk").values_list(
+        "pk", "status", "planned_start", "used_s").annotate(done=Sum("albums__plans__images_done")))
+    images = Image.objects.filter(sequence__request_id=request_id).aggregate(
+        n=Count("pk"), analysed=Max("analysis__updated"))
+    return _digest(head, sequences, images)
+
+
+def _digest(*parts) -> str:
+    import hashlib
+
+    return hashlib.sha1(repr(parts).encode(), usedforsecurity=False).hexdigest()[:16]

@@ -125,6 +125,7 @@ def request_detail(request, pk: int):
         plots = []
     return render(request, "routine_manager/request_detail.html", {
         "req": found, "plots_json": json.dumps(plots), "plots": plots,
+        "live_version": selectors.request_live_version(request_id=found.pk),
         "may_change": selectors.request_may_change(user=request.user, request=found),
         "cancellable": found.status in lifecycle.CANCELLABLE,
         "images": images_for_request(found.pk),
@@ -254,3 +255,12 @@ def target_altitude_preview(request):
         return JsonResponse({"detail": str(exc)}, status=400)
     figure["max_altitude_deg"] = max(figure["altitude"]) if figure["altitude"] else None
     return JsonResponse(figure)
+
+
+@require_GET
+@role_required(ASTRONOMER)
+def request_live(request, pk: int):
+    """The request page's version (polled by static/pyros/live.js)."""
+    if selectors.request_get(user=request.user, request_id=pk) is None:
+        raise Http404("No such request.")
+    return JsonResponse({"version": selectors.request_live_version(request_id=pk)})

@@ -227,3 +227,15 @@ def simulation_timeline_data(document: dict[str, Any], result: dict[str, Any]) -
     return {"title": f"Simulated night · {night['site'].name or 'site'}", "range": [_iso(start), _iso(end)],
             "plan": [_iso(night_start), _iso(night_end)], "night": [_iso(night_start), _iso(night_end)],
             "now": None, "entries": entries, **sky}
+
+
+def schedule_live_version(site: Site | None = None) -> str:
+    """The current plan and the statuses of its sequences, condensed (the schedule page polls it and reloads
+    when a new plan is made or a planned sequence changes). Two small queries."""
+    import hashlib
+
+    schedule = schedule_current(site)
+    statuses = list(ScheduleHasSequences.objects.filter(schedule=schedule).order_by("pk")
+                    .values_list("sequence_id", "sequence__status")) if schedule else []
+    parts = (schedule.pk if schedule else None, statuses)
+    return hashlib.sha1(repr(parts).encode(), usedforsecurity=False).hexdigest()[:16]

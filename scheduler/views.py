@@ -9,7 +9,7 @@ from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Count, Q
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -42,7 +42,15 @@ def _schedule_context(request: HttpRequest, schedule: Schedule | None) -> dict:
 @role_required(ASTRONOMER)
 def schedule_current_page(request: HttpRequest) -> HttpResponse:
     context = _schedule_context(request, selectors.schedule_current())
-    return render(request, "scheduler/current.html", {**context, "is_current_page": True})
+    return render(request, "scheduler/current.html", {**context, "is_current_page": True,
+                                                      "live_version": selectors.schedule_live_version()})
+
+
+@require_GET
+@role_required(ASTRONOMER)
+def schedule_live(request: HttpRequest) -> JsonResponse:
+    """The current schedule page's version (polled by static/pyros/live.js, which reloads the page on a change)."""
+    return JsonResponse({"version": selectors.schedule_live_version()})
 
 
 @require_GET
@@ -69,7 +77,7 @@ def schedule_history_page(request: HttpRequest) -> HttpResponse:
 @role_required(OPERATOR)
 def schedule_replan(request: HttpRequest) -> HttpResponse:
     services.schedule_request_replan(reason=f"replan asked by {request.user.email}", delay_s=0.0)
-    messages.success(request, "A new plan was requested: it appears here within a few seconds (reload the page).")
+    messages.success(request, "A new plan was requested: it appears here within a few seconds, by itself.")
     return redirect("scheduler:current")
 
 
