@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin
 
-from alert_manager.strategies import template_errors
+from alert_manager.strategies import template_equipment_errors, template_errors
 from pyrosapp import models as m
 
 
@@ -48,7 +48,8 @@ class StrategyForm(forms.ModelForm):
 
     def clean_template(self):
         template = self.cleaned_data["template"]
-        errors = template_errors(template)
+        # Refused when saved, not at 3 a.m. when a burst needs it: the shape first, then the telescope's equipment.
+        errors = template_errors(template) or template_equipment_errors(template)
         if errors:
             raise forms.ValidationError(errors)
         return template

@@ -102,6 +102,41 @@ def template_errors(template: Any) -> list[str]:
     return errors
 
 
+def template_equipment_errors(template: dict[str, Any]) -> list[str]:
+    """What a (well-formed) template asks of the telescope that it does not have: an unknown detector, a filter
+    not in the detector's wheel, an exposure beyond what a request may ask, a binning the detector cannot do.
+    An album naming no detector is observed with the active site's first camera (as ``default_detector``)."""
+    from routine_manager.builder import MAX_EXPOSURE_S
+
+    detectors = {d.name: d for d in Detector.objects.select_related("filter_wheel").prefetch_related(
+        "filter_wheel__filters")}
+    default = default_detector(active_site())
+    errors: list[str] = []
+    for i, seq in enumerate(template.get("sequences") or [], start=1):
+        for j, album in enumerate(seq.get("albums") or [], start=1):
+            where = f"sequence {i} album {j}"
+            name = album.get("detector") or None
+            detector = detectors.get(name) if name else (detectors.get(default.name) if default else None)
+            if name and detector is None:
+                known = ", ".join(sorted(detectors)) or "none"
+                errors.append(f"{where}: no detector named {name!r} (detectors: {known})")
+                continue
+            if detector is None:
+                errors.append(f"{where}: names no detector and the active site has no camera")
+                continue
+            wheel = detector.filter_wheel
+            filters = [f.name for f in wheel.filters.all()] if wheel else []
+            for k, plan in enumerate(album.get("plans") or [], start=1):
+                if plan.get("filter") not in filters:
+                    errors.append(f"{where} plan {k}: {detector.name} has no filter {plan.get('filter')!r} "
+                                  f"(its filters: {', '.join(filters) or 'none'})")
+                if float(plan.get("exposure_s") or 0) > MAX_EXPOSURE_S:
+                    errors.append(f"{where} plan {k}: exposure {plan['exposure_s']} s is above {MAX_EXPOSURE_S:g} s")
+                if int(plan.get("binning") or 1) > detector.max_binning:
+                    errors.append(f"{where} plan {k}: {detector.name} bins at most {detector.max_binning}x")
+    return errors
+
+
 def sequence_specs(template: dict[str, Any], *, burst_time: datetime, now: datetime) -> list[SequenceSpec]:
     """The template's sequences still to do at ``now``, windows clipped to start no earlier than now."""
     errors = template_errors(template)

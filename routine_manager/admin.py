@@ -1,4 +1,8 @@
-"""Backoffice of routine_manager: requests, sequences, albums and plans."""
+"""Backoffice of routine_manager: requests, sequences, albums and plans.
+
+Statuses, used and reserved time are read-only here (issue #16): they change only through the lifecycle's
+services (routine_manager.services: cancel, the executor's transitions), which keep the state machine, the
+allocation bookkeeping and the scheduler and majordome informed; an edit here would bypass all three."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ class SequenceInline(admin.TabularInline):
     model = m.Sequence
     extra = 0
     fields = ["name", "target_name", "ra_deg", "dec_deg", "window_start", "window_end", "priority", "status"]
+    readonly_fields = ["status"]
     show_change_link = True
 
 
@@ -22,6 +27,8 @@ class RequestAdmin(admin.ModelAdmin):
     date_hierarchy = "created"
     inlines = [SequenceInline]
     list_select_related = ["owner", "program"]
+    readonly_fields = ["status", "status_reason", "estimated_duration_s", "reserved_s", "allocation", "used_s",
+                       "submitted_at"]
 
 
 class AlbumInline(admin.TabularInline):
@@ -38,11 +45,14 @@ class SequenceAdmin(admin.ModelAdmin):
     search_fields = ["name", "target_name", "request__name"]
     inlines = [AlbumInline]
     list_select_related = ["request"]
+    readonly_fields = ["status", "status_reason", "used_s", "started_at", "ended_at", "planned_start", "planned_end",
+                       "execution_token", "execution_heartbeat", "device_retries"]
 
 
 class PlanInline(admin.TabularInline):
     model = m.Plan
     extra = 0
+    readonly_fields = ["status", "images_done"]
 
 
 @admin.register(m.Album)
@@ -56,4 +66,5 @@ class AlbumAdmin(admin.ModelAdmin):
 @admin.register(m.Plan)
 class PlanAdmin(admin.ModelAdmin):
     list_display = ["id", "album", "filter", "exposure_s", "count", "binning", "status", "images_done"]
+    readonly_fields = ["status", "images_done"]
     list_filter = ["status", "filter__name", "binning"]

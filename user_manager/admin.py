@@ -64,6 +64,8 @@ class PeriodAdmin(admin.ModelAdmin):
 class AllocationInline(admin.TabularInline):
     model = m.Allocation
     extra = 0
+    # Used and reserved time move only with requests (routine_manager.services): read-only here.
+    readonly_fields = ["reserved_s", "used_s"]
 
 
 @admin.register(m.ScientificProgram)
@@ -78,6 +80,7 @@ class ScientificProgramAdmin(admin.ModelAdmin):
 @admin.register(m.Allocation)
 class AllocationAdmin(admin.ModelAdmin):
     list_display = ["program", "period", "allocated_s", "reserved_s", "used_s"]
+    readonly_fields = ["reserved_s", "used_s"]
     list_filter = ["period"]
     search_fields = ["program__name"]
 
