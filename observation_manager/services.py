@@ -277,15 +277,21 @@ def _store_image(seq: Sequence, plan: Plan, index: int, data: bytes, date_obs: d
     date_obs = _header_time(header) or date_obs
     rel = relative_path(ctx, date_obs)
     _write_fits(rel, fits_bytes)
-    with transaction.atomic():
-        image, _ = Image.objects.update_or_create(plan=plan, index_in_plan=index, defaults=dict(
-            sequence=seq, detector=plan.album.detector, frame_type=plan.frame_type, file_path=str(rel),
-            date_obs=date_obs, exposure_s=plan.exposure_s, filter_name=plan.filter.name, binning=plan.binning,
-            ra_deg=header.get("RA", seq.ra_deg), dec_deg=header.get("DEC", seq.dec_deg), airmass=airmass,
-            header=_header_dict(header)))
-        Plan.objects.filter(pk=plan.pk, images_done__lt=index).update(images_done=index)
-        # The analyzer measures it (a message: the analyzer's periodic sweep catches one that is lost).
-        send_after_commit("pyros.analyzer.analyze_image", image_id=image.pk)
+    try:
+        with transaction.atomic():
+            image, _ = Image.objects.update_or_create(plan=plan, index_in_plan=index, defaults=dict(
+                sequence=seq, detector=plan.album.detector, frame_type=plan.frame_type, file_path=str(rel),
+                date_obs=date_obs, exposure_s=plan.exposure_s, filter_name=plan.filter.name, binning=plan.binning,
+                ra_deg=header.get("RA", seq.ra_deg), dec_deg=header.get("DEC", seq.dec_deg), airmass=airmass,
+                header=_header_dict(header)))
+            Plan.objects.filter(pk=plan.pk, images_done__lt=index).update(images_done=index)
+            # The analyzer measures it (a message: the analyzer's periodic sweep catches one that is lost).
+            send_after_commit("pyros.analyzer.analyze_image", image_id=image.pk)
+    except Exception:
+        # No row (the database failed): the frame is taken again when the sequence resumes, so this file
+        # would be a FITS file without its Image row. Remove it, then let the executor see the fault.
+        (Path(settings.PYROS_DATA_DIR) / rel).unlink(missing_ok=True)
+        raise
     log.info("image %s saved (%d/%d of plan %s)", rel, index, plan.count, plan.pk)
     return image
 

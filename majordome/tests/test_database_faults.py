@@ -67,4 +67,7 @@ def test_postgresql_restarted_mid_sequence_the_sequence_completes_with_each_imag
     assert len(images) == 8 and len({(i.plan_id, i.index_in_plan) for i in images}) == 8
     for image in images:
         assert (settings.PYROS_DATA_DIR / image.file_path).exists()
+    # and no FITS file without its Image row (a frame whose row the fault refused was removed, then re-taken)
+    on_disk = {str(p.relative_to(settings.PYROS_DATA_DIR)) for p in settings.PYROS_DATA_DIR.rglob("*.fits")}
+    assert on_disk == {image.file_path for image in images}, on_disk - {image.file_path for image in images}
     print(f"PostgreSQL outage {outage_s:.1f} s; dispatched again {dispatched_again} time(s)")
