@@ -145,7 +145,8 @@ def image_analyze(*, image_id: int) -> AnalysisResult:
         log.info("analysis of image %s (%s): %s, %s sources, FWHM %s arcsec, ZP %s, limit %s, %s candidates, %.2f s",
                  image.pk, image.file_path, status, result.get("n_sources"), result.get("fwhm_arcsec"),
                  result.get("zero_point_mag"), result.get("limiting_mag"), len(result.get("candidates") or []),
-                 (result.get("timings_s") or {}).get("total", 0.0))
+                 (result.get("timings_s") or {}).get("total", 0.0),
+                 extra={"request_id": image.sequence.request_id if image.sequence_id else None})
     _notify_owner_analysed(image, stored)
     return stored
 

@@ -12,6 +12,7 @@ import atexit
 import logging
 import os
 import queue
+import re
 import sys
 import threading
 from datetime import UTC, datetime
@@ -37,7 +38,8 @@ class DatabaseLogHandler(logging.Handler):
             if record.exc_info:
                 message += "\n" + logging.Formatter().formatException(record.exc_info)
             row = (datetime.fromtimestamp(record.created, tz=UTC), record.levelno, record.levelname,
-                   _component(record.name), message[:20000], record.processName or "")
+                   _component(record.name), redact_secrets(message)[:20000], record.processName or "",
+                   getattr(record, "request_id", None), bool(getattr(record, "public", False)))
         except Exception:  # a bad format string must not break the caller
             self.handleError(record)
             return
@@ -84,7 +86,8 @@ class DatabaseLogHandler(logging.Handler):
             from pyrosapp.models import Log
 
             Log.objects.bulk_create([
-                Log(time=t, level=lv, level_name=ln, component=c, message=m, process=p) for t, lv, ln, c, m, p in rows
+                Log(time=t, level=lv, level_name=ln, component=c, message=m, process=p, request_id=r, public=pub)
+                for t, lv, ln, c, m, p, r, pub in rows
             ])
             if not self.synchronous:
                 close_old_connections()
@@ -113,3 +116,24 @@ def _component(logger_name: str) -> str:
     if parts[0] == "pyros" and len(parts) > 1:
         return parts[1]
     return parts[0]
+
+
+# Password-reset links carry a one-use token (Django: /reset/<uidb64>/<token>/): whoever reads a log line with one
+# can take the account. Redacted from every log line PyROS writes (the Log table, the console, gunicorn's access
+# log through common.gunicorn_log).
+_RESET_LINK = re.compile(r"(/password/reset/)[^/\s\"']+/[^/\s\"']+(/?)")
+
+
+def redact_secrets(text: str) -> str:
+    return _RESET_LINK.sub(r"\1…/…\2", text) if "/password/reset/" in text else text
+
+
+class RedactSecretsFilter(logging.Filter):
+    """A logging filter for the console handlers: the record's message with reset links redacted."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact_secrets(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True

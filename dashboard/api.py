@@ -21,7 +21,7 @@ from rest_framework.views import APIView
 from dashboard import selectors
 from majordome.selectors import ObservatoryNotConfigured, active_site, observatory_status
 from monitoring.selectors import weather_history
-from user_manager.roles import IsValidatedUser
+from user_manager.roles import IsValidatedUser, is_operator
 
 
 def _int_param(request, name: str) -> int | None:
@@ -85,7 +85,8 @@ class LogListAPIView(_LiveAPIView):
         limit = _int_param(request, "limit") or 100
         records = selectors.log_records(after_id=_int_param(request, "after_id"),
                                         before_id=_int_param(request, "before_id"), min_level=min_level,
-                                        component=request.query_params.get("component", "").strip(), limit=limit)
+                                        component=request.query_params.get("component", "").strip(), limit=limit,
+                                        astronomer=None if is_operator(request.user) else request.user)
         return Response({"results": records, "count": len(records)})
 
 

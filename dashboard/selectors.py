@@ -8,6 +8,7 @@ alert_manager, routine_manager, monitoring).
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from pyrosapp.models import Log, ObservatoryState
@@ -31,13 +32,27 @@ def log_level_number(name: str) -> int | None:
         raise ValueError(f"unknown level {name!r}: one of {', '.join(LOG_LEVELS)}") from None
 
 
+# What an astronomer's log view removes from a line (issue #16): the traceback after the first line, file paths,
+# and e-mail addresses other than their own.
+_PATH = re.compile(r"(?<![\w.-])(?:[A-Za-z]:\\|/)(?:[\w.@+-]+[/\\])+[\w.@+-]+")
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+
+
+def log_message_for_astronomer(message: str, *, email: str) -> str:
+    first = message.split("\n", 1)[0]
+    first = _PATH.sub("…", first)
+    return _EMAIL.sub(lambda found: found.group(0) if found.group(0).lower() == email.lower() else "…@…", first)
+
+
 def log_records(*, after_id: int | None = None, before_id: int | None = None, min_level: int | None = None,
-                component: str = "", limit: int = 100) -> list[dict[str, Any]]:
+                component: str = "", limit: int = 100, astronomer=None) -> list[dict[str, Any]]:
     """Log records, newest first, as dicts.
 
     `after_id`: only records newer than that id (the live poll: usually returns nothing, one indexed
     range scan on the primary key). `before_id`: only older ones (scroll-back). `min_level`: that level
-    and above. `component`: exact component (`majordome`, `alert_manager`...).
+    and above. `component`: exact component (`majordome`, `alert_manager`...). `astronomer`: a user who
+    is not an operator: only the public lines (the observatory's state) and those about their own
+    requests, each cut to its first line without file paths or other people's e-mail addresses.
     """
     limit = max(1, min(int(limit), LOG_PAGE_MAX))
     queryset = Log.objects.all()
@@ -49,9 +64,21 @@ def log_records(*, after_id: int | None = None, before_id: int | None = None, mi
         queryset = queryset.filter(level__gte=min_level)
     if component:
         queryset = queryset.filter(component=component)
+    if astronomer is not None:
+        from django.db.models import Q
+
+        from pyrosapp.models import Request
+
+        queryset = queryset.filter(Q(public=True) | Q(request_id__in=Request.objects.filter(
+            owner=astronomer).values("pk")))
     rows = queryset.order_by("-id").values("id", "time", "level", "level_name", "component", "message",
                                            "process")[:limit]
-    return [{**row, "time": row["time"].isoformat(timespec="milliseconds").replace("+00:00", "Z")} for row in rows]
+    records = [{**row, "time": row["time"].isoformat(timespec="milliseconds").replace("+00:00", "Z")} for row in rows]
+    if astronomer is not None:
+        for record in records:
+            record["message"] = log_message_for_astronomer(record["message"], email=astronomer.email)
+            record["process"] = ""
+    return records
 
 
 def log_latest_id() -> int:

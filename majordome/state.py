@@ -26,7 +26,9 @@ def state_update(state: ObservatoryState, *, reason: str, only_if: dict | None =
             setattr(state, key, value)
         if not quiet:
             shown = {k: (v.pk if hasattr(v, "pk") else v) for k, v in changes.items() if k not in ("progress",)}
-            log.info("observatory %s: %s", ", ".join(f"{k}={v}" for k, v in shown.items()), reason)
+            # The observatory's state is public: astronomers read these lines too (dashboard, /api/logs/).
+            log.info("observatory %s: %s", ", ".join(f"{k}={v}" for k, v in shown.items()), reason,
+                     extra={"public": True})
     return bool(n)
 
 

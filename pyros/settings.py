@@ -206,7 +206,8 @@ PYROS_ASTROMETRY_INDEX_DIR = env_str("PYROS_ASTROMETRY_INDEX_DIR", "")
 # Known moving objects removed from afterglow candidates: "" (none) or "skybot" (IMCCE SkyBoT, online).
 PYROS_EPHEMERIS = env_str("PYROS_EPHEMERIS", "")
 
-# E-mail: console by default; PYROS_EMAIL_FILE_PATH writes each message to a file instead.
+# E-mail: to the console by default, with password-reset links redacted (the console is a log) and each whole
+# message in a file under var/mail/ (common.mail); PYROS_EMAIL_FILE_PATH writes files only, into that folder.
 _email_dir = env_str("PYROS_EMAIL_FILE_PATH", "")
 if env_str("EMAIL_HOST", ""):
     EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
@@ -220,7 +221,8 @@ elif _email_dir:
     EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
     EMAIL_FILE_PATH = _email_dir
 else:
-    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+    EMAIL_BACKEND = "common.mail.ConsoleEmailBackend"
+    EMAIL_FILE_PATH = str(VAR_DIR / "mail")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "pyros@localhost")
 # Where the recipients of notifications reach PyROS (links in e-mails and webhooks).
 PYROS_SITE_URL = env_str("PYROS_SITE_URL", "http://127.0.0.1:8000")
@@ -313,8 +315,9 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"console": {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"}},
+    "filters": {"redact_secrets": {"()": "common.logging.RedactSecretsFilter"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "console"},
+        "console": {"class": "logging.StreamHandler", "formatter": "console", "filters": ["redact_secrets"]},
         "database": {"class": "common.logging.DatabaseLogHandler", "level": "INFO"},
     },
     "loggers": {
@@ -347,9 +350,9 @@ PYROS_WATCHDOG_S = env_float("PYROS_WATCHDOG_S", 60.0)
 PYROS_SAFETY_LOOP_STALE_S = env_float("PYROS_SAFETY_LOOP_STALE_S", 30.0)
 # Dotted path of a callable hook(event, alarm) told when the safety alarm is raised or cleared.
 PYROS_SAFETY_ALARM_HOOK = env_str("PYROS_SAFETY_ALARM_HOOK", "")
-# A sequence that ends this much earlier or later than planned asks for a new plan.
 # The request editor's name resolution asks CDS Sesame when a name is not in PyROS's own list (off: offline only).
 PYROS_NAME_RESOLVER_ONLINE = env_bool("PYROS_NAME_RESOLVER_ONLINE", True)
+# A sequence that ends this much earlier or later than planned asks for a new plan.
 PYROS_REPLAN_DRIFT_S = env_float("PYROS_REPLAN_DRIFT_S", 120.0)
 # Sequences waiting, none due: the tick asks for a new plan at most this often.
 PYROS_IDLE_REPLAN_S = env_float("PYROS_IDLE_REPLAN_S", 60.0)

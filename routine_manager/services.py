@@ -50,6 +50,7 @@ def _move_request(request_id: int, old: str, new: str, **fields) -> None:
     if not Request.objects.filter(pk=request_id, status=old).update(status=new, updated=timezone.now(), **fields):
         current = Request.objects.filter(pk=request_id).values_list("status", flat=True).first()
         raise lifecycle.InvalidStateChange("request", old, new, f"it is now {current!r} (changed by someone else)")
+    log.info("request %s: %s -> %s", request_id, old, new, extra={"request_id": request_id})
     _notify_owner(request_id, old, new)
 
 
@@ -118,7 +119,8 @@ def request_mark_submitted(*, request: Request, duration_s: float, now: datetime
                   estimated_duration_s=duration_s, allocation=allocation)
     Sequence.objects.filter(request=request, status=lifecycle.DRAFT).update(status=lifecycle.PENDING)
     _ask_scheduler_to_replan(reason=f"request {request.pk} submitted")
-    log.info("request %s %r submitted (%.0f s reserved)", request.pk, request.name, duration_s)
+    log.info("request %s %r submitted (%.0f s reserved)", request.pk, request.name, duration_s,
+             extra={"request_id": request.pk})
 
 
 def request_submit(*, request: Request, now: datetime | None = None, check_observability: bool = True) -> Request:
@@ -159,7 +161,8 @@ def request_cancel(*, request: Request, reason: str = "", now: datetime | None =
             _move_sequence(sequence.pk, sequence.status, lifecycle.CANCELLED, status_reason=reason)
         refunded_s = _refund(request)
         _ask_scheduler_to_replan(reason=f"request {request.pk} cancelled")
-    log.info("request %s cancelled (%s); %.0f s refunded to %s", request.pk, reason, refunded_s, request.program)
+    log.info("request %s cancelled (%s); %.0f s refunded to %s", request.pk, reason, refunded_s, request.program,
+             extra={"request_id": request.pk})
     request.refresh_from_db()
     return request
 
@@ -237,7 +240,7 @@ def request_refresh_status(*, request_id: int) -> None:
         try:
             _roll_up(request)
         except lifecycle.InvalidStateChange as exc:
-            log.info("request %s stays %s: %s", request_id, request.status, exc)
+            log.info("request %s stays %s: %s", request_id, request.status, exc, extra={"request_id": request_id})
 
 
 # --- Execution: the majordome claims, releases and ends sequences through these ---------------------

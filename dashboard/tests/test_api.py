@@ -53,36 +53,36 @@ def test_status_without_a_site_says_so(astronomer_client):
     assert "seed_demo" in response.json()["detail"]
 
 
-def test_logs_after_id_returns_only_newer_records_newest_first(astronomer_client):
+def test_logs_after_id_returns_only_newer_records_newest_first(operator_client):
     old = _log("old")
     newer = [_log(f"new {k}") for k in range(3)]
-    body = astronomer_client.get(f"/api/logs/?after_id={old.pk}").json()
+    body = operator_client.get(f"/api/logs/?after_id={old.pk}").json()
     assert [r["message"] for r in body["results"]] == ["new 2", "new 1", "new 0"]
     assert body["results"][0]["id"] == newer[-1].pk
-    assert astronomer_client.get(f"/api/logs/?after_id={newer[-1].pk}").json()["results"] == []
+    assert operator_client.get(f"/api/logs/?after_id={newer[-1].pk}").json()["results"] == []
 
 
-def test_logs_before_id_pages_back(astronomer_client):
+def test_logs_before_id_pages_back(operator_client):
     records = [_log(f"line {k}") for k in range(10)]
-    page = astronomer_client.get(f"/api/logs/?before_id={records[5].pk}&limit=3").json()["results"]
+    page = operator_client.get(f"/api/logs/?before_id={records[5].pk}&limit=3").json()["results"]
     assert [r["message"] for r in page] == ["line 4", "line 3", "line 2"]
 
 
-def test_logs_filter_by_level_and_component(astronomer_client):
+def test_logs_filter_by_level_and_component(operator_client):
     _log("routine", level=logging.INFO, component="scheduler")
     _log("dome stuck", level=logging.ERROR, component="majordome")
     _log("wind high", level=logging.WARNING, component="monitoring")
-    warnings_up = astronomer_client.get("/api/logs/?level=warning").json()["results"]
+    warnings_up = operator_client.get("/api/logs/?level=warning").json()["results"]
     assert {r["message"] for r in warnings_up} == {"dome stuck", "wind high"}
-    majordome = astronomer_client.get("/api/logs/?component=majordome").json()["results"]
+    majordome = operator_client.get("/api/logs/?component=majordome").json()["results"]
     assert [r["message"] for r in majordome] == ["dome stuck"]
-    assert astronomer_client.get("/api/logs/?level=loud").status_code == 400
-    assert astronomer_client.get("/api/logs/?after_id=x").status_code == 400
+    assert operator_client.get("/api/logs/?level=loud").status_code == 400
+    assert operator_client.get("/api/logs/?after_id=x").status_code == 400
 
 
-def test_a_pyros_logger_record_reaches_the_logs_endpoint(astronomer_client):
+def test_a_pyros_logger_record_reaches_the_logs_endpoint(operator_client):
     logging.getLogger("pyros.observation_manager.services").warning("exposure 3/5 read out")
-    results = astronomer_client.get("/api/logs/?component=observation_manager").json()["results"]
+    results = operator_client.get("/api/logs/?component=observation_manager").json()["results"]
     assert results and results[0]["message"] == "exposure 3/5 read out"
     assert results[0]["level_name"] == "WARNING"
 

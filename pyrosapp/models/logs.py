@@ -12,6 +12,10 @@ class Log(models.Model):
     component = models.CharField(max_length=100, db_index=True)
     message = models.TextField()
     process = models.CharField(max_length=50, blank=True)
+    # Who may read it (issue #16): astronomers see the public lines (the observatory's state) and those about
+    # their own requests (``extra={"request_id": ...}`` on the log call); operators and administrators see all.
+    request_id = models.IntegerField(null=True, blank=True, db_index=True)
+    public = models.BooleanField(default=False, db_index=True)
 
     class Meta:
         ordering = ["-id"]
