@@ -13,6 +13,7 @@ NAVIGATION = [
     ("Alerts", "alert_manager:event_list", "astronomer"),
     ("Images", "analyzer:image_list", "astronomer"),
     ("Operations", "majordome:operator", "operator"),
+    ("Procedures", "procedures:queue", "astronomer"),
     ("Weather", "monitoring:weather", "operator"),
     ("API", "api-docs", "astronomer"),
     ("Backoffice", "admin:index", "administrator"),
