@@ -171,6 +171,18 @@ def _start_motion(motion: _Motion, action, t: float, reasons: list[str]) -> None
     motion.thread.start()
 
 
+def _notify_in_thread(kind: str, **message) -> None:
+    """A notification from the safety loop, sent from a thread: a broker that does not answer must not delay
+    the poll (Celery's publish retries for seconds)."""
+    def run():
+        try:
+            notifications.notify(kind, **message)
+        except Exception:  # noqa: BLE001 - safety first
+            log.exception("notification %s not sent", kind)
+
+    threading.Thread(target=run, name="pyros-notify", daemon=True).start()
+
+
 def _notify(event: str, alarm: dict) -> None:
     """Call the operator's notification hook (``PYROS_SAFETY_ALARM_HOOK``: a dotted path to a callable
     ``hook(event, alarm)``), in a thread: a slow mail server must not delay the poll."""
@@ -262,6 +274,10 @@ def observatory_set_safety(*, safe: bool | None, reasons: list[str], conditions_
             changes["unsafe_since"] = timezone.now()
         state_update(state, reason=f"safety {old} -> {new}: {'; '.join(reasons) or 'conditions good'}",
                      **changes)
+        if old == sm.SAFE and new == sm.UNSAFE:
+            _notify_in_thread("observatory_alarm", subject=f"weather alarm: {'; '.join(reasons)[:120]}",
+                              body=f"The observatory turned unsafe ({'; '.join(reasons)}): the running sequence is "
+                                   "stopped, the dome closed and the mount parked.", link="/")
         if new == sm.SAFE:
             if old == sm.UNSAFE:
                 schedule_request_replan(reason="conditions safe again", delay_s=0.5)

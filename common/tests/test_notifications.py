@@ -274,3 +274,22 @@ def test_a_silent_alert_stream_tells_the_operators_once(sent, django_capture_on_
     assert subjects == ["alert stream silent: no GCN heartbeat", "alert stream back"]
     assert all(k["kind"] == "observatory_alarm" for _, k in sent)
     assert "no gcn.heartbeat message for 90 s" in sent[0][1]["body"]
+
+
+def test_weather_turning_unsafe_tells_the_operators(sent):
+    import time
+
+    from majordome.safety import observatory_set_safety
+    from pyrosapp.models import ObservatoryState, Site
+
+    site = Site.objects.create(name="OHP", latitude_deg=43.93, longitude_deg=5.71, elevation_m=650, is_active=True)
+    ObservatoryState.objects.create(site=site, phase="night", mode="automatic", safety="safe")
+    observatory_set_safety(safe=False, reasons=["rain 2.0 mm/h"])
+    deadline = time.monotonic() + 5
+    while not sent and time.monotonic() < deadline:  # sent from a thread: the safety poll never waits for it
+        time.sleep(0.02)
+    (name, kwargs), = sent
+    assert kwargs["kind"] == "observatory_alarm" and kwargs["subject"] == "weather alarm: rain 2.0 mm/h"
+    observatory_set_safety(safe=False, reasons=["rain 3.0 mm/h"])  # still unsafe: no second message
+    time.sleep(0.2)
+    assert len(sent) == 1
