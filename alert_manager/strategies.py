@@ -336,8 +336,8 @@ def build_follow_up_request(
 
 def notify_triggered(*, event: AlertEvent, strategy: Strategy, ra_deg: float, dec_deg: float, now: datetime,
                      what: str = "follow-up request submitted") -> None:
-    """Tell whoever asked for GRB notifications (after commit, by a Celery message: the alert path never
-    waits for a mail server)."""
+    """Tell whoever asked for GRB notifications (after commit, by a Celery message published from a thread:
+    the alert path, whose pre-emption follows the commit, waits neither for a mail server nor for the broker)."""
     from common import notifications
 
     since = ""
@@ -350,4 +350,4 @@ def notify_triggered(*, event: AlertEvent, strategy: Strategy, ra_deg: float, de
         "grb_triggered", subject=f"{event.name}: {what}",
         body=(f"{event.name} ({', '.join(event.missions or []) or 'alert'}) at RA {ra_deg:.4f}°, Dec {dec_deg:+.4f}°"
               f"{error}; trigger {trigger}; strategy {strategy.name!r}: {what}" + (f", {since}" if since else "") + "."),
-        link=reverse("alert_manager:event_detail", args=[event.pk]))
+        link=reverse("alert_manager:event_detail", args=[event.pk]), background=True)

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.mail import send_mail
+from django.db import transaction
 
-from common.messages import send_after_commit
+from common.messages import send_after_commit, send_now
 from pyrosapp.models import NotificationPreference, User
 
 log = logging.getLogger("pyros.common")
@@ -61,14 +63,21 @@ def site_link(path: str) -> str:
     return settings.PYROS_SITE_URL.rstrip("/") + "/" + path.lstrip("/")
 
 
-def notify(kind: str, *, subject: str, body: str, link: str = "", user_ids: list[int] | None = None) -> None:
+def notify(kind: str, *, subject: str, body: str, link: str = "", user_ids: list[int] | None = None,
+           background: bool = False) -> None:
     """Tell the users who want ``kind`` (``user_ids``: only these, e.g. a request's owner; None: every
     user whose role may receive it, e.g. GRB alerts and alarms). Sent after the current transaction
-    commits; never raises (a broker refusal is logged by ``send_now``)."""
+    commits; never raises (a broker refusal is logged by ``send_now``). ``background``: published from a
+    thread, for latency paths (an alert's pre-emption follows the commit: it must not wait for the broker)."""
     if kind not in KINDS:
         raise ValueError(f"unknown notification kind {kind!r}")
-    send_after_commit("pyros.common.notify", kind=kind, subject=subject[:200], body=body,
-                      link=site_link(link), user_ids=list(user_ids) if user_ids is not None else None)
+    kwargs = {"kind": kind, "subject": subject[:200], "body": body, "link": site_link(link),
+              "user_ids": list(user_ids) if user_ids is not None else None}
+    if not background:
+        send_after_commit("pyros.common.notify", **kwargs)
+        return
+    transaction.on_commit(lambda: threading.Thread(target=send_now, args=("pyros.common.notify",), kwargs=kwargs,
+                                                   name="pyros-notify", daemon=True).start())
 
 
 def recipients(*, kind: str, user_ids: list[int] | None = None) -> list[Delivery]:

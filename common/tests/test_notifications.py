@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import socketserver
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.header import decode_header, make_header
@@ -202,6 +203,9 @@ def test_grb_message_has_position_time_since_trigger_and_link(sent, django_captu
     strategy = Strategy.objects.create(name="GRB default")
     with django_capture_on_commit_callbacks(execute=True):
         notify_triggered(event=event, strategy=strategy, ra_deg=123.4567, dec_deg=-12.3456, now=now)
+    deadline = time.monotonic() + 5
+    while not sent and time.monotonic() < deadline:  # published from a thread: the pre-emption does not wait
+        time.sleep(0.02)
     (name, kwargs), = sent
     assert name == "pyros.common.notify" and kwargs["kind"] == "grb_triggered" and kwargs["user_ids"] is None
     assert "RA 123.4567°, Dec -12.3456° ± 3.0'" in kwargs["body"] and "7.0 min after the trigger" in kwargs["body"]
