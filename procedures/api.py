@@ -87,7 +87,8 @@ def _valid(serializer_class, request):
 class ProcedureListApi(APIView):
     permission_classes = [IsAuthenticated, IsValidatedUser]
 
-    @extend_schema(summary="Procedures and their parameters (JSON schema), modules with their load errors",
+    @extend_schema(operation_id="procedures_list",
+                   summary="Procedures and their parameters (JSON schema), modules with their load errors",
                    responses={200: ANSWER})
     def get(self, request):
         return ok(**selectors.procedure_list())

@@ -60,6 +60,7 @@ class RequestListCreateApi(APIView):
     permission_classes = [IsValidatedUser]
 
     @extend_schema(
+        operation_id="requests_list",
         summary="List requests",
         description="Own requests and those of the user's programs; operators and administrators see all.",
         parameters=[OpenApiParameter("status", str), OpenApiParameter("q", str, description="name or target"),
