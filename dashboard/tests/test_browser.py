@@ -137,7 +137,7 @@ def test_operator_pause_and_resume_from_the_dashboard(require_chromium, demo, li
     email, password = demo.credentials["operator"]
     log_in(page, live_server, email, password)
     page.on("dialog", lambda dialog: dialog.accept())
-    page.click("button[data-control=pause][data-confirm='1']")  # pause now (asks for confirmation)
+    page.click("button[data-control=pause]:has-text('Pause now')")  # asks for confirmation (accepted above)
     page.wait_for_function("document.getElementById('mode').textContent.trim() === 'paused'", timeout=8000)
     page.click("button[data-control=resume]")
     page.wait_for_function("document.getElementById('mode').textContent.trim() === 'automatic'", timeout=8000)
