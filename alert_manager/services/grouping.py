@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
 
 from alert_manager.grouping import (
+    DEFAULT_POSITION_FLOOR_DEG,
+    DEFAULT_POSITION_SIGMAS,
     FOLLOW_UP_MAX_ERROR_DEG,
     FOLLOW_UP_WINDOW_S,
     CandidateEvent,
@@ -84,12 +87,19 @@ def _candidate_events_many(notices: list[ParsedNotice], loaded: dict[int, AlertE
     # Precisely localised events of the last days that a precise position could follow up (grouping rule 4).
     precise = [n for n in notices if n.position_usable and n.event_time_utc is not None and n.error_deg is not None
                and n.error_deg <= FOLLOW_UP_MAX_ERROR_DEG]
-    for is_test in {n.is_test for n in precise}:
-        times = [n.event_time_utc for n in precise if n.is_test == is_test]
-        ids.update(AlertEvent.objects.filter(
-            is_test=is_test, error_deg__lte=FOLLOW_UP_MAX_ERROR_DEG,
-            burst_time__range=(min(times) - FOLLOW_UP_WINDOW, max(times))).order_by("-burst_time")
-            .values_list("pk", flat=True)[:MAX_COINCIDENT_CANDIDATES])
+    for notice in precise:
+        # Only events near it (a declination band as wide as the largest consistent separation) that hold no
+        # trigger of its own scope (a mission's notices of one burst share its trigger): during a burst of one
+        # mission's alerts this loads nothing.
+        band_deg = DEFAULT_POSITION_SIGMAS * math.hypot(FOLLOW_UP_MAX_ERROR_DEG, notice.error_deg) \
+            + DEFAULT_POSITION_FLOOR_DEG
+        nearby = AlertEvent.objects.filter(
+            is_test=notice.is_test, error_deg__lte=FOLLOW_UP_MAX_ERROR_DEG,
+            dec_deg__range=(notice.dec_deg - band_deg, notice.dec_deg + band_deg),
+            burst_time__range=(notice.event_time_utc - FOLLOW_UP_WINDOW, notice.event_time_utc))
+        if notice.trigger_scope:
+            nearby = nearby.exclude(trigger_ids__has_key=notice.trigger_scope)
+        ids.update(nearby.order_by("-burst_time").values_list("pk", flat=True)[:MAX_COINCIDENT_CANDIDATES])
     if not ids:
         return []
     events = list(AlertEvent.objects.filter(pk__in=ids).order_by("pk"))
