@@ -171,7 +171,8 @@ def seed(work: Path) -> dict:
     operator = m.User.objects.get(email=demo.credentials["operator"][0])
     token, _ = Token.objects.get_or_create(user=operator)
     client = Client()
-    assert client.login(username=demo.credentials["operator"][0], password=demo.credentials["operator"][1])
+    # force_login: Client.login() authenticates without a request, which django-axes refuses
+    client.force_login(operator)
     state = m.ObservatoryState.objects.get(site=demo.site)
     return {"token": token.key, "session": client.cookies["sessionid"].value, "version": state.version,
             "latest_log_id": m.Log.objects.order_by("-id").values_list("id", flat=True).first()}
