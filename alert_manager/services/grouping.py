@@ -87,18 +87,21 @@ def _candidate_events_many(notices: list[ParsedNotice], loaded: dict[int, AlertE
     # Precisely localised events of the last days that a precise position could follow up (grouping rule 4).
     precise = [n for n in notices if n.position_usable and n.event_time_utc is not None and n.error_deg is not None
                and n.error_deg <= FOLLOW_UP_MAX_ERROR_DEG]
-    for notice in precise:
-        # Only events near it (a declination band as wide as the largest consistent separation) that hold no
-        # trigger of its own scope (a mission's notices of one burst share its trigger): during a burst of one
-        # mission's alerts this loads nothing.
-        band_deg = DEFAULT_POSITION_SIGMAS * math.hypot(FOLLOW_UP_MAX_ERROR_DEG, notice.error_deg) \
-            + DEFAULT_POSITION_FLOOR_DEG
+    # One query per burst of notices (test/real): the declination band and the time range of all of them.
+    for is_test in {n.is_test for n in precise}:
+        batch = [n for n in precise if n.is_test == is_test]
+        band_deg = max(DEFAULT_POSITION_SIGMAS * math.hypot(FOLLOW_UP_MAX_ERROR_DEG, n.error_deg)
+                       for n in batch) + DEFAULT_POSITION_FLOOR_DEG
         nearby = AlertEvent.objects.filter(
-            is_test=notice.is_test, error_deg__lte=FOLLOW_UP_MAX_ERROR_DEG,
-            dec_deg__range=(notice.dec_deg - band_deg, notice.dec_deg + band_deg),
-            burst_time__range=(notice.event_time_utc - FOLLOW_UP_WINDOW, notice.event_time_utc))
-        if notice.trigger_scope:
-            nearby = nearby.exclude(trigger_ids__has_key=notice.trigger_scope)
+            is_test=is_test, error_deg__lte=FOLLOW_UP_MAX_ERROR_DEG,
+            dec_deg__range=(min(n.dec_deg for n in batch) - band_deg, max(n.dec_deg for n in batch) + band_deg),
+            burst_time__range=(min(n.event_time_utc for n in batch) - FOLLOW_UP_WINDOW,
+                               max(n.event_time_utc for n in batch)))
+        scopes = {n.trigger_scope for n in batch}
+        if len(scopes) == 1 and None not in scopes:
+            # Events holding a trigger of the notices' own scope are never followed up by them (rule 4): during
+            # a burst of one mission's alerts this loads nothing.
+            nearby = nearby.exclude(trigger_ids__has_key=next(iter(scopes)))
         ids.update(nearby.order_by("-burst_time").values_list("pk", flat=True)[:MAX_COINCIDENT_CANDIDATES])
     if not ids:
         return []
