@@ -82,21 +82,14 @@ def set_weather(
     device: str = DEFAULT_NAMES["weather"],
 ) -> None:
     """Set the simulated weather (only the given quantities change); readings follow at once."""
-    members: dict[str, object] = {}
-    if wind_m_s is not None:
-        members["Wind"] = wind_m_s * 3.6
-    if gust_m_s is not None:
-        members["Gust"] = gust_m_s * 3.6
-    if rain_mm_h is not None:
-        members["Precip"] = rain_mm_h
-    if humidity_pct is not None:
-        members["Humidity"] = humidity_pct
-    if cloud_cover_pct is not None:
-        members["Clouds"] = cloud_cover_pct
-    if temperature_c is not None:
-        members["Temperature"] = temperature_c
-    if members:
-        send_and_wait(host, port, "number", device, "WEATHER_CONTROL", members)
+    _send_given_numbers(host, port, device, "WEATHER_CONTROL", {
+        "Wind": None if wind_m_s is None else wind_m_s * 3.6,  # INDI weather speeds are km/h
+        "Gust": None if gust_m_s is None else gust_m_s * 3.6,
+        "Precip": rain_mm_h,
+        "Humidity": humidity_pct,
+        "Clouds": cloud_cover_pct,
+        "Temperature": temperature_c,
+    })
 
 
 def freeze_weather(
@@ -146,18 +139,12 @@ def set_sky(
     device: str = DEFAULT_NAMES["camera"],
 ) -> None:
     """Change the simulated seeing, Moon and twilight seen by the camera."""
-    members = {
-        k: v
-        for k, v in {
-            "SEEING": seeing_fwhm_arcsec,
-            "MOON_ILLUMINATION": moon_illumination,
-            "MOON_SEPARATION": moon_separation_deg,
-            "SUN_ALT": sun_alt_deg,
-        }.items()
-        if v is not None
-    }
-    if members:
-        send_and_wait(host, port, "number", device, "SIM_SKY", members)
+    _send_given_numbers(host, port, device, "SIM_SKY", {
+        "SEEING": seeing_fwhm_arcsec,
+        "MOON_ILLUMINATION": moon_illumination,
+        "MOON_SEPARATION": moon_separation_deg,
+        "SUN_ALT": sun_alt_deg,
+    })
 
 
 def read_numbers(host: str, port: int, device: str, name: str, *, timeout_s: float = 5.0) -> dict[str, float]:
@@ -207,17 +194,18 @@ def set_focus(
 ) -> None:
     """Set the focuser's temperature (it drifts on from there) or the focus model
     (best(T) = best_at_t0 + slope * (T - t0); FWHM^2 = seeing^2 + (blur * (position - best(T)))^2)."""
-    members = {
-        k: v
-        for k, v in {
-            "TEMPERATURE": temperature_c,
-            "BEST_AT_T0": best_at_t0,
-            "T0": t0_c,
-            "SLOPE": slope_steps_per_c,
-            "BLUR": blur_arcsec_per_step,
-            "DRIFT": drift_c_per_h,
-        }.items()
-        if v is not None
-    }
+    _send_given_numbers(host, port, device, "SIM_FOCUS", {
+        "TEMPERATURE": temperature_c,
+        "BEST_AT_T0": best_at_t0,
+        "T0": t0_c,
+        "SLOPE": slope_steps_per_c,
+        "BLUR": blur_arcsec_per_step,
+        "DRIFT": drift_c_per_h,
+    })
+
+
+def _send_given_numbers(host: str, port: int, device: str, vector: str, values: dict[str, float | None]) -> None:
+    """Send the members that were given (None: leave that value as it is), if any, and wait for the answer."""
+    members = {name: value for name, value in values.items() if value is not None}
     if members:
-        send_and_wait(host, port, "number", device, "SIM_FOCUS", members)
+        send_and_wait(host, port, "number", device, vector, members)
