@@ -108,6 +108,8 @@ class QueueItem(models.Model):
     abort_requested = models.CharField(max_length=10, blank=True, help_text="'abort' or 'pause' (stop now, queue again)")
     module_sha256 = models.CharField(max_length=64, blank=True, help_text="the module version that ran")
     requeued_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    recovers = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="recoveries",
+                                 help_text="a recovery run: the flow item whose succeeded steps it skips")
 
     class Meta:
         ordering = ["position", "id"]
@@ -115,3 +117,59 @@ class QueueItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.procedure} ({self.status})"
+
+
+class FlowRun(models.Model):
+    """The run of a flow procedure (one per queue item that ran a flow): its steps are StepRun rows."""
+
+    item = models.OneToOneField(QueueItem, on_delete=models.CASCADE, related_name="flow")
+    recovered_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    max_concurrent = models.PositiveIntegerField(default=1)
+    stop_on_failure = models.BooleanField(default=True)
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"flow of {self.item}"
+
+
+class StepRun(models.Model):
+    """One node of a flow run: a step (``kind`` step), a container (group, loop) or a loop's iteration, with
+    its state, timestamps and published data. ``path`` names it ("grid/4/expose"); ``reused``: it succeeded
+    in the run recovered from, and this run took its data instead of running it again."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "pending"
+        RUNNING = "running", "running"
+        SUCCEEDED = "succeeded", "succeeded"
+        FAILED = "failed", "failed"
+        SKIPPED = "skipped", "skipped"
+        ABORTED = "aborted", "aborted"
+
+    ENDED = (State.SUCCEEDED, State.FAILED, State.SKIPPED, State.ABORTED)
+
+    run = models.ForeignKey(FlowRun, on_delete=models.CASCADE, related_name="steps")
+    path = models.CharField(max_length=500)
+    name = models.CharField(max_length=80)
+    parent_path = models.CharField(max_length=500, blank=True)
+    kind = models.CharField(max_length=10, help_text="step, group, loop or iteration")
+    order = models.PositiveIntegerField(help_text="place in the tree (depth first)")
+    depth = models.PositiveSmallIntegerField(default=0)
+    title = models.CharField(max_length=200, blank=True)
+    telescope = models.BooleanField(default=False)
+    requires = models.JSONField(default=list, blank=True, help_text="[[path, outcome], ...]")
+    value = models.JSONField(null=True, blank=True, help_text="a loop iteration's value")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    reused = models.BooleanField(default=False)
+    data = models.JSONField(default=dict, blank=True, help_text="what the step published (and its result)")
+    message = models.TextField(blank=True)
+    traceback = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "order"]
+        constraints = [models.UniqueConstraint(fields=["run", "path"], name="procedures_steprun_unique_path")]
+
+    def __str__(self) -> str:
+        return f"{self.path} ({self.state})"

@@ -19,8 +19,9 @@ from django.db import transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
+from procedures.flows import flow_run_close
 from procedures.loader import file_sha256, module_files
-from procedures.models import Procedure, ProcedureModule, QueueItem, QueueState
+from procedures.models import FlowRun, Procedure, ProcedureModule, QueueItem, QueueState, StepRun
 from procedures.schema import validate_params
 
 log = logging.getLogger("pyros.procedures")
@@ -287,6 +288,38 @@ def history_requeue(*, uid, by: str = "") -> QueueItem:
 
 
 @transaction.atomic
+def queue_item_recover(*, uid, by: str = "") -> QueueItem:
+    """Queue a recovery run of an ended flow that did not complete (failed, aborted, stopped, or cut short by
+    a killed worker), at the front of the queue: it skips the steps that succeeded (their data available to
+    the later steps) and runs the rest. Same procedure and parameters (validated against today's schema)."""
+    try:
+        old = QueueItem.objects.filter(uid=uid).first() if uid else None
+    except Exception as exc:  # a malformed uid
+        raise QueueError(f"no queue item {uid}", status=404) from exc
+    if old is None:
+        raise QueueError(f"no queue item {uid}", status=404)
+    if old.status not in QueueItem.ENDED:
+        raise QueueError(f"item {uid} is {old.status}: only an ended flow is recovered", status=409)
+    run = FlowRun.objects.filter(item=old).first()
+    if run is None:
+        raise QueueError(f"{old.procedure} ({uid}) ran no flow: there are no steps to recover (queue it again)",
+                         status=409)
+    if old.status == Status.COMPLETED:
+        raise QueueError(f"{old.procedure} ({uid}) completed: every step succeeded, nothing to recover", status=409)
+    waiting = QueueItem.objects.filter(recovers=old, status__in=(Status.QUEUED, Status.RUNNING)).first()
+    if waiting is not None:
+        raise QueueError(f"a recovery of this item is already {waiting.status} ({waiting.uid})", status=409)
+    item = queue_item_add(procedure=old.procedure, params=old.params, by=by, timeout_s=old.timeout_s, pos="front")
+    QueueItem.objects.filter(pk=item.pk).update(recovers=old, requeued_from=old)
+    item.recovers, item.requeued_from = old, old
+    done = StepRun.objects.filter(run=run, kind="step", state=StepRun.State.SUCCEEDED).count()
+    total = StepRun.objects.filter(run=run, kind="step").count()
+    log.info("recovery of %s %s queued by %s (%d of %d steps succeeded)", old.procedure, old.uid, by or "?", done,
+             total)
+    return item
+
+
+@transaction.atomic
 def history_clear() -> int:
     n = QueueItem.objects.filter(status__in=QueueItem.ENDED).delete()[0]
     _bump_version()
@@ -396,11 +429,14 @@ def queue_item_finish(*, item_id: int, status: str, message: str = "", traceback
     n = QueueItem.objects.filter(pk=item_id, status=Status.RUNNING).update(**changes)
     if not n:
         return False
+    flow_run_close(item_id=item_id, status=status, message=message)
     item = QueueItem.objects.get(pk=item_id)
     if item.abort_requested == "pause" and status == Status.STOPPED:
+        # A flow queued again goes on where it stopped (a recovery run).
         again = QueueItem.objects.create(procedure=item.procedure, params=item.params, position=0,
                                          timeout_s=item.timeout_s, sky=item.sky, added_by=item.added_by,
-                                         requeued_from=item)
+                                         requeued_from=item,
+                                         recovers=item if FlowRun.objects.filter(item=item).exists() else None)
         _positions([again.uid] + [u for u in _queued_uids() if u != again.uid])
     state = queue_state()
     if state.pause_requested == "deferred":

@@ -137,14 +137,28 @@ class _Modules:
             self.cache[module_row.sha256] = module
         return getattr(module, procedure.function), module_row.sha256
 
+    def resolver(self):
+        """``name -> (function, schema)`` for the steps of a flow that run another procedure."""
+        from procedures.models import Procedure
+        from procedures.sdk import FlowError
+
+        def resolve(name: str):
+            procedure = Procedure.objects.select_related("module").filter(name=name).first()
+            if procedure is None:
+                raise FlowError(f"procedure {name!r} (a step of the flow) is not loaded")
+            return self.function(procedure)[0], procedure.schema
+
+        return resolve
+
 
 def run_item(*, item_id: int, token: str, observatory_factory, modules: _Modules) -> str:
     """Run one item to its end and record it. Returns its status."""
     from devices.errors import DeviceError
     from majordome.procedures import procedure_lease_release
     from procedures.context import ProcedureContext, RunControl, _ItemLogHandler
+    from procedures.flows import FlowFailed, run_flow
     from procedures.models import Procedure, QueueItem
-    from procedures.sdk import ProcedureAborted
+    from procedures.sdk import Flow, ProcedureAborted
     from procedures.services import queue_item_finish
 
     Status = QueueItem.Status
@@ -171,6 +185,9 @@ def run_item(*, item_id: int, token: str, observatory_factory, modules: _Modules
         logger.info("%s starts with %s", item.procedure, json.dumps(item.params))
         try:
             result = func(ctx, **item.params)
+            if isinstance(result, Flow):  # a flow: its steps run now, each recorded (procedures/flows.py)
+                run_flow(result, ctx=ctx, item=item, resolve_procedure=modules.resolver())
+                result = None  # the counts of its steps are published as "flow"
         finally:
             ctx.wait_saves()
         if result is not None:
@@ -188,6 +205,9 @@ def run_item(*, item_id: int, token: str, observatory_factory, modules: _Modules
             message = control.stop_reason
         else:  # a device aborted by someone else (another process): a failure of this run
             status, message, tb = Status.FAILED, f"{exc.__class__.__name__}: {exc}", traceback.format_exc()
+    except FlowFailed as exc:  # a step failed: its message and traceback
+        status, message, tb = Status.FAILED, str(exc), exc.traceback
+        logger.error("%s failed: %s", item.procedure, message)
     except BaseException as exc:  # the procedure's own error: failed with its traceback, the queue goes on
         status, message, tb = Status.FAILED, f"{exc.__class__.__name__}: {exc}", traceback.format_exc()
         logger.error("%s failed: %s", item.procedure, message)
