@@ -253,6 +253,14 @@ class ProcedureContext:
             future.result(max(0.1, deadline - time.monotonic()))
         self._saver.shutdown(wait=True)
 
+    # --- external scripts and fan-out to the Celery workers (procedures/external.py, procedures/fanout.py) ---
+    def script(self, path, params: dict | None = None, **options):
+        """Run a script file as a subprocess (its output into the log, its published data into this item's,
+        stopped by an abort): see ``procedures.external.context_script`` for the options."""
+        from procedures.external import context_script
+
+        return context_script(self, path, params, **options)
+
 
 def frame_store(*, frame: Frame, target: str, binning: int, mount, procedure: str, item_uid: str, detector,
                 observatory):
