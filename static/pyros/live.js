@@ -41,7 +41,7 @@
         version = latest;
         marker.dataset.liveVersion = latest;
       }
-      say("updated " + new Date().toISOString().slice(11, 19) + " UTC");
+      say("updated " + window.pyrosFormat.utc(new Date(), "time"));
     } catch (error) {
       say("not updated (server unreachable)");
     } finally {

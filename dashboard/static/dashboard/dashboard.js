@@ -43,8 +43,8 @@
     return typeof value === "number" && isFinite(value) ? value.toFixed(digits) : "—";
   }
 
-  function hhmm(iso) {
-    return iso ? iso.substring(11, 16) : "";
+  function hhmm(iso) {  // "23:41 UTC" (static/pyros/pyros.js: one way to show a time on every page)
+    return iso ? window.pyrosFormat.utc(iso, "hm") : "";
   }
 
   function duration(seconds) {
@@ -84,7 +84,7 @@
     text("sun-alt", fixed(s.sun_alt_deg, 1));
     if (s.night && s.night.start) {
       text("night-bounds", (s.night.is_night ? "night until " + hhmm(s.night.end)
-        : "next night " + hhmm(s.night.start) + "–" + hhmm(s.night.end)) + " UTC");
+        : "next night " + hhmm(s.night.start) + "–" + hhmm(s.night.end)));
     }
     badge("mode", s.mode, {automatic: "text-success", paused: "text-warning", stopped: "text-danger"});
     $("pause-requested").textContent = s.pause_requested ? "pause " + s.pause_requested + " requested" : "";
@@ -108,7 +108,7 @@
     const mount = s.mount || {};
     badge("mount-state", mount.state || "unknown", {tracking: "text-success", slewing: "text-info",
                                                     error: "text-danger"});
-    text("mount-position", "RA " + fixed(mount.ra_deg, 3) + "° Dec " + fixed(mount.dec_deg, 3) + "°");
+    text("mount-position", "RA " + window.pyrosFormat.ra(mount.ra_deg) + " Dec " + window.pyrosFormat.dec(mount.dec_deg));
     const w = s.weather || {};
     text("w-wind", fixed(w.wind_m_s, 1));
     text("w-humidity", fixed(w.humidity_pct, 0));
@@ -195,7 +195,7 @@
       setLive(true);
       // When the values were last confirmed (a 204 confirms them too), not when the state row was last
       // saved: progress moves without that date changing, and "updated 19:23:10" looked stale (#16).
-      text("status-updated", new Date().toISOString().substring(11, 19) + " UTC");
+      text("status-updated", window.pyrosFormat.utc(new Date(), "time"));
       if (result.data) {
         lastFullRead = Date.now();
         status = result.data;

@@ -38,7 +38,7 @@
     const box = $("running");
     if (!item) { box.innerHTML = '<h2 class="h6">Running</h2><p class="text-muted mb-0" id="running-none">nothing</p>'; return; }
     const p = item.progress;
-    const log = (item.log || []).slice(-30).map((l) => `${esc(l[0].slice(11, 19))} ${esc(l[1])} ${esc(l[2])}`).join("\n");
+    const log = (item.log || []).slice(-30).map((l) => `${esc(window.pyrosFormat.utc(l[0], "time"))} ${esc(l[1])} ${esc(l[2])}`).join("\n");
     box.innerHTML = `<h2 class="h6">Running: <span id="running-name">${esc(item.procedure)}</span></h2>
       <div class="small text-muted mb-1">${esc(JSON.stringify(item.params))} · ${item.duration_s ? item.duration_s.toFixed(0) : 0} s</div>
       ${bar(p)}<div class="small mb-2" id="progress-message">${esc(p.current ?? "")}${p.total ? " / " + esc(p.total) : ""} ${esc(p.message)}</div>
@@ -56,7 +56,7 @@
       || '<li class="list-group-item text-muted">empty</li>';
   }
   function drawHistory(items) {
-    $("history").innerHTML = items.map((it) => `<tr data-uid="${it.uid}"><td>${esc((it.ended_at || "").slice(11, 19))}</td>
+    $("history").innerHTML = items.map((it) => `<tr data-uid="${it.uid}"><td>${esc(window.pyrosFormat.utc(it.ended_at, "time"))}</td>
       <td>${esc(it.procedure)}</td><td><span class="badge text-bg-${it.status === "completed" ? "success" : it.status === "failed" ? "danger" : "warning"}">${esc(it.status)}</span></td>
       <td>${it.duration_s ? it.duration_s.toFixed(1) + " s" : ""}</td><td class="text-truncate" style="max-width:14rem" title="${esc(it.traceback || it.message)}">${esc(it.message)}</td>
       <td>${operator ? '<button class="btn btn-sm btn-outline-primary py-0" data-requeue>again</button>' : ""}</td></tr>`).join("");

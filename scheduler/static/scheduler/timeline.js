@@ -25,8 +25,8 @@
   const TEXT_COLOR = getComputedStyle(document.documentElement).getPropertyValue("--bs-body-color").trim() || "#dee2e6";
   const GRID_COLOR = "rgba(128, 128, 128, 0.25)";
 
-  function utcHM(iso) {
-    return iso ? iso.substring(11, 16) : "";
+  function utcHM(iso) {  // "23:41 UTC" (static/pyros/pyros.js)
+    return iso ? window.pyrosFormat.utc(iso, "hm") : "";
   }
 
   function backgroundShapes(data) {
@@ -88,7 +88,7 @@
                  line: {color: entries.map((e) => (e.is_alert ? "#dc3545" : "rgba(0,0,0,0)")), width: 2}},
         customdata: entries.map((e) => [e.target, utcHM(e.start), utcHM(e.end), e.priority,
                                          Math.round((e.slack_s || 0) / 60), e.request_url || ""]),
-        hovertemplate: "<b>%{customdata[0]}</b><br>%{customdata[1]}–%{customdata[2]} UTC<br>" +
+        hovertemplate: "<b>%{customdata[0]}</b><br>%{customdata[1]}–%{customdata[2]}<br>" +
                        "priority %{customdata[3]}, slack %{customdata[4]} min<extra>" + STATE_STYLE[state].name +
                        "</extra>",
       });
