@@ -11,7 +11,8 @@ observatory safe and in manual mode), a procedures folder with two bench procedu
    ...])` called in this process (argument parsing, its own HTTP session, POST /api/queue/items/), then
    GET /api/queue/ until the item is listed. Target p99 <= 100 ms. Reference in the same run: GET /api/queue/
    alone. For information: the same through `python -m procedures.cli` subprocesses (the interpreter's start and
-   imports, measured alone, come on top).
+   imports, measured alone, come on top). This process's own heap (Django, astropy) is frozen first (gc.freeze):
+   its collections, 100-280 ms each, are not the CLI's.
 2. Procedure start after `queue start` (the CLI's entry point, worker environment open, queue stopped, one item
    waiting): from just before the command to the item's `started_at` recorded by the manager when it hands the
    item to the worker. Target <= 1 s (every sample). The first `queue start` opens the environment (a cold
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import io
 import json
 import os
@@ -194,10 +196,15 @@ def main() -> int:  # noqa: C901, PLR0915 - one bench, read top to bottom
                 raise RuntimeError(f"item {done.procedure} {done.status}: {done.message}\n{done.traceback}")
             return done
 
-        # warm-up: both gunicorn workers, the CLI's imports
+        # warm-up: the CLI's imports (the gunicorn workers import their URLconf before they accept, pyros/wsgi.py)
         for _ in range(10):
             api("GET", "queue/")
         cli("--json", "queue", "show")
+        # This process holds Django, astropy and the simulators' client: its own gen-2 collections took 100-280 ms
+        # and fell inside CLI calls (gc callbacks showed them coinciding with every stall); a `pyros` process has
+        # none of that heap. Freeze it, as long-lived servers do, so the collections measured are the CLI's.
+        gc.collect()
+        gc.freeze()
 
         # 1. the CLI round trip ------------------------------------------------------------------
         # Each item is removed once measured (untimed): every sample sees the same, short queue.
