@@ -261,6 +261,20 @@ class ProcedureContext:
 
         return context_script(self, path, params, **options)
 
+    def run(self, task: str, *args, **options):
+        """Send one registered analysis task to the Celery workers; its result (or a handle with
+        ``wait=False``): see ``procedures.fanout.context_run``."""
+        from procedures.fanout import context_run
+
+        return context_run(self, task, *args, **options)
+
+    def group(self, task: str, values, *args, **options):
+        """One registered analysis task per value, run in parallel by the Celery workers; the results in
+        order (or a handle with ``wait=False``): see ``procedures.fanout.context_group``."""
+        from procedures.fanout import context_group
+
+        return context_group(self, task, values, *args, **options)
+
 
 def frame_store(*, frame: Frame, target: str, binning: int, mount, procedure: str, item_uid: str, detector,
                 observatory):
