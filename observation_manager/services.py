@@ -253,7 +253,7 @@ def _run_plan(observatory, seq: Sequence, plan: Plan, plan_index: int, plans: li
         operation = start(i + 1) if i + 1 <= plan.count and not control.aborted.is_set() else None
         mount = observatory.mount.state()
         _store_image(seq, plan, i, data, date_obs, airmass_from_altitude(mount.alt_deg),
-                     ccd_temp_c=_camera_temperature(observatory))
+                     ccd_temp_c=camera_temperature(observatory))
         i += 1
         if operation is None:
             control.check()
@@ -262,38 +262,65 @@ def _run_plan(observatory, seq: Sequence, plan: Plan, plan_index: int, plans: li
     control.update(fraction=_fraction(plans))
 
 
-def _camera_temperature(observatory) -> float | None:
-    """The sensor temperature for the FITS header (CCD-TEMP) when the camera driver does not write it."""
-    try:
-        return observatory.camera.temperature_c()
-    except DeviceError:
-        return None
-
-
 def _store_image(seq: Sequence, plan: Plan, index: int, data: bytes, date_obs: datetime, airmass: float | None,
                  *, ccd_temp_c: float | None = None) -> Image:
-    ctx = _context(seq, plan, index)
-    fits_bytes, header = add_pyros_headers(data, ctx, airmass=airmass, date_obs=date_obs, ccd_temp_c=ccd_temp_c)
-    date_obs = _header_time(header) or date_obs
-    rel = relative_path(ctx, date_obs)
-    _write_fits(rel, fits_bytes)
+    frame = frame_file_write(data, _context(seq, plan, index), date_obs=date_obs, airmass=airmass,
+                             ccd_temp_c=ccd_temp_c)
     try:
         with transaction.atomic():
             image, _ = Image.objects.update_or_create(plan=plan, index_in_plan=index, defaults=dict(
-                sequence=seq, detector=plan.album.detector, frame_type=plan.frame_type, file_path=str(rel),
-                date_obs=date_obs, exposure_s=plan.exposure_s, filter_name=plan.filter.name, binning=plan.binning,
-                ra_deg=header.get("RA", seq.ra_deg), dec_deg=header.get("DEC", seq.dec_deg), airmass=airmass,
-                header=_header_dict(header)))
+                sequence=seq, detector=plan.album.detector, frame_type=plan.frame_type, file_path=str(frame.path),
+                date_obs=frame.date_obs, exposure_s=plan.exposure_s, filter_name=plan.filter.name,
+                binning=plan.binning, ra_deg=frame.header.get("RA", seq.ra_deg),
+                dec_deg=frame.header.get("DEC", seq.dec_deg), airmass=airmass, header=frame.header))
             Plan.objects.filter(pk=plan.pk, images_done__lt=index).update(images_done=index)
             # The analyzer measures it (a message: the analyzer's periodic sweep catches one that is lost).
             send_after_commit("pyros.analyzer.analyze_image", image_id=image.pk)
     except Exception:
         # No row (the database failed): the frame is taken again when the sequence resumes, so this file
         # would be a FITS file without its Image row. Remove it, then let the executor see the fault.
-        (Path(settings.PYROS_DATA_DIR) / rel).unlink(missing_ok=True)
+        frame.remove()
         raise
-    log.info("image %s saved (%d/%d of plan %s)", rel, index, plan.count, plan.pk)
+    log.info("image %s saved (%d/%d of plan %s)", frame.path, index, plan.count, plan.pk)
     return image
+
+
+@dataclass(frozen=True)
+class FrameFile:
+    """A frame written under the data directory: its path there, its DATE-OBS and its header as the Image row
+    keeps it."""
+
+    path: Path
+    date_obs: datetime
+    header: dict
+
+    def remove(self) -> None:
+        (Path(settings.PYROS_DATA_DIR) / self.path).unlink(missing_ok=True)
+
+
+def frame_file_write(data: bytes, ctx: ImageContext, *, date_obs: datetime, airmass: float | None,
+                     ccd_temp_c: float | None = None, unique: bool = False) -> FrameFile:
+    """A camera frame as a FITS file with PyROS's headers (WCS, site, target...), written atomically where
+    ``relative_path`` puts it. ``unique``: never over another Image's file (two frames within one second get
+    ``_002``, ``_003``...); without it the same frame taken again (a retried plan image) replaces its file.
+    Sequences, calibrations and operator procedures all store their frames through this."""
+    fits_bytes, header = add_pyros_headers(data, ctx, airmass=airmass, date_obs=date_obs, ccd_temp_c=ccd_temp_c)
+    date_obs = _header_time(header) or date_obs
+    rel = first = relative_path(ctx, date_obs)
+    n = 1
+    while unique and Image.objects.filter(file_path=str(rel)).exists():
+        n += 1
+        rel = first.with_name(f"{first.stem}_{n:03d}.fits")
+    _write_fits(rel, fits_bytes)
+    return FrameFile(path=rel, date_obs=date_obs, header=_header_dict(header))
+
+
+def camera_temperature(observatory) -> float | None:
+    """The sensor temperature for the FITS header (CCD-TEMP) when the camera driver does not write it."""
+    try:
+        return observatory.camera.temperature_c()
+    except DeviceError:
+        return None
 
 
 def _write_fits(rel: Path, fits_bytes: bytes) -> None:
@@ -348,15 +375,11 @@ def calibrations_run(*, when: str, site: Site, observatory, beat: Callable[[str]
                                        frame_type=kind, filter_name=filter_name, exposure_s=exposure_s,
                                        site_name=site.name, site_lat_deg=site.latitude_deg,
                                        site_lon_deg=site.longitude_deg, site_elev_m=site.elevation_m)
-                    fits_bytes, header = add_pyros_headers(data, ctx, airmass=None, date_obs=date_obs,
-                                                           ccd_temp_c=_camera_temperature(observatory))
-                    date_obs = _header_time(header) or date_obs
-                    rel = relative_path(ctx, date_obs)
-                    if Image.objects.filter(file_path=str(rel)).exists():  # two frames within one second
-                        rel = rel.with_name(rel.stem + f"_{i:03d}.fits")
-                    _write_fits(rel, fits_bytes)
-                    Image.objects.create(detector=detector, frame_type=kind, file_path=str(rel), date_obs=date_obs,
-                                         exposure_s=exposure_s, filter_name=filter_name, header=_header_dict(header))
+                    frame = frame_file_write(data, ctx, date_obs=date_obs, airmass=None, unique=True,
+                                             ccd_temp_c=camera_temperature(observatory))
+                    Image.objects.create(detector=detector, frame_type=kind, file_path=str(frame.path),
+                                         date_obs=frame.date_obs, exposure_s=exposure_s, filter_name=filter_name,
+                                         header=frame.header)
                     total += 1
             send_after_commit("pyros.analyzer.calibration_masters_build", detector_id=detector.pk, when=when)
         log.info("%s calibrations: %d frame(s) taken", when, total)

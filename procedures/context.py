@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from django.utils import timezone
 
 from devices.errors import DeviceError
-from observation_manager.fits_files import ImageContext, add_pyros_headers, airmass_from_altitude, relative_path
+from observation_manager.fits_files import ImageContext, airmass_from_altitude
 from procedures.sdk import ProcedureAborted
 
 MAX_LOG_LINES = 2000
@@ -283,7 +283,7 @@ def frame_store(*, frame: Frame, target: str, binning: int, mount, procedure: st
     from django.db import transaction
 
     from common.messages import send_after_commit
-    from observation_manager.services import _camera_temperature, _header_dict, _header_time, _write_fits
+    from observation_manager.services import camera_temperature, frame_file_write
     from pyrosapp.models import Image
 
     site = detector.telescope.site
@@ -296,19 +296,12 @@ def frame_store(*, frame: Frame, target: str, binning: int, mount, procedure: st
         ra_deg=mount.ra_deg if (light and mount) else None, dec_deg=mount.dec_deg if (light and mount) else None,
         pixel_scale_arcsec=detector.pixel_scale_arcsec, binning=binning)
     airmass = airmass_from_altitude(mount.alt_deg) if (light and mount) else None
-    fits_bytes, header = add_pyros_headers(frame.data, ctx, airmass=airmass, date_obs=frame.date_obs,
-                                           ccd_temp_c=_camera_temperature(observatory))
-    date_obs = _header_time(header) or frame.date_obs
-    rel = relative_path(ctx, date_obs)
-    n = 1
-    while Image.objects.filter(file_path=str(rel)).exists():  # two frames within one second
-        n += 1
-        rel = relative_path(ctx, date_obs).with_name(f"{relative_path(ctx, date_obs).stem}_{n:03d}.fits")
-    _write_fits(rel, fits_bytes)
+    stored = frame_file_write(frame.data, ctx, airmass=airmass, date_obs=frame.date_obs, unique=True,
+                              ccd_temp_c=camera_temperature(observatory))
     with transaction.atomic():
         image = Image.objects.create(
-            detector=detector, frame_type=frame.frame_type, file_path=str(rel), date_obs=date_obs,
+            detector=detector, frame_type=frame.frame_type, file_path=str(stored.path), date_obs=stored.date_obs,
             exposure_s=frame.exposure_s, filter_name=frame.filter_name, binning=binning,
-            ra_deg=header.get("RA"), dec_deg=header.get("DEC"), airmass=airmass, header=_header_dict(header))
+            ra_deg=stored.header.get("RA"), dec_deg=stored.header.get("DEC"), airmass=airmass, header=stored.header)
         send_after_commit("pyros.analyzer.analyze_image", image_id=image.pk)
     return image
