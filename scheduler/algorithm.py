@@ -36,14 +36,15 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from scheduler.overheads import SlewModel, transition_matrix_s
+from scheduler.reasons import MAX_NAMED, Reason
 from sky.observability import (
     ASTRONOMICAL_TWILIGHT_DEG,
     ConstraintArrays,
     Site,
     SkyGrid,
     TargetSet,
-    explain_unobservable,
     start_intervals,
+    unobservable_cause,
 )
 
 # One alert outweighs any set of ordinary sequences of a night (at most a few hundred blocks).
@@ -111,8 +112,13 @@ class ScheduledEntry:
 @dataclass
 class ScheduleResult:
     entries: list[ScheduledEntry]
-    rejected: dict[str, str]
+    reasons: dict[str, Reason]  # why each sequence not placed is not (scheduler.reasons)
     metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rejected(self) -> dict[str, str]:
+        """The sequences not placed, with their reasons in words."""
+        return {spec_id: reason.text for spec_id, reason in self.reasons.items()}
 
 
 class _Planner:
@@ -429,10 +435,6 @@ def _seconds(value: datetime, origin: datetime) -> float:
     return (value - origin).total_seconds()
 
 
-def _fmt(value: datetime) -> str:
-    return f"{value:%Y-%m-%d %H:%M} UTC"
-
-
 def _validate(specs: Sequence[SequenceSpec]) -> None:
     seen: set[str] = set()
     for spec in specs:
@@ -472,11 +474,11 @@ def schedule_night(
     _validate(specs)
     origin = max(night_start_utc, now_utc) if now_utc is not None else night_start_utc
     horizon_s = math.floor(_seconds(night_end_utc, origin))
-    rejected: dict[str, str] = {}
+    rejected: dict[str, Reason] = {}
     specs = [spec for spec in specs if running is None or spec.id != running.id]
     if horizon_s <= 0:
         for spec in specs:
-            rejected[spec.id] = f"the night is over (ended {_fmt(night_end_utc)})"
+            rejected[spec.id] = Reason.of("night_over", night_end=night_end_utc, duration_s=spec.duration_s)
         return _result([], rejected, [], None, running, origin, 0, slew_model, wall_start)
 
     # Start windows in seconds since the origin, before any sky computation.
@@ -518,15 +520,15 @@ def schedule_night(
             if math.floor(b) >= math.ceil(a)
         ]
         if not intervals:
-            rejected[spec.id] = "not observable: " + explain_unobservable(
-                targets, row, spec.duration_s, earliest[row], latest[row]
+            rejected[spec.id] = Reason.from_cause(
+                unobservable_cause(targets, row, spec.duration_s, earliest[row], latest[row])
             )
             continue
         program = spec.program
         if program is not None and program in allocations_s and spec.duration_s > allocations_s[program]:
-            rejected[spec.id] = (
-                f"allocation exhausted: program {program} has {allocations_s[program] / 60:.0f} min left, "
-                f"the sequence needs {spec.duration_s / 60:.0f} min"
+            rejected[spec.id] = Reason.of(
+                "allocation_exhausted", program=program, left_s=allocations_s[program],
+                duration_s=spec.duration_s, after_others=False,
             )
             continue
         candidates.append(row)
@@ -570,48 +572,50 @@ def schedule_night(
 
 def _window_reason(
     spec: SequenceSpec, lo_s: float, hi_s: float, origin: datetime, night_end: datetime, horizon_s: int
-) -> str | None:
+) -> Reason | None:
     if hi_s >= lo_s:
         return None
     if spec.duration_s > horizon_s:
-        return (
-            f"longer ({spec.duration_s / 60:.0f} min) than what is left of the night "
-            f"({_fmt(origin)} to {_fmt(night_end)})"
-        )
+        return Reason.of("longer_than_night", duration_s=spec.duration_s, plan_start=origin, night_end=night_end)
     if spec.latest_start_utc is not None and spec.latest_start_utc < origin:
-        return f"window closed: it had to start by {_fmt(spec.latest_start_utc)}"
+        return Reason.of("window_closed", duration_s=spec.duration_s, latest_start=spec.latest_start_utc)
     if spec.earliest_start_utc is not None and spec.earliest_start_utc > night_end:
-        return f"window opens after this night: not before {_fmt(spec.earliest_start_utc)}"
-    return f"window does not fit in the night ({_fmt(origin)} to {_fmt(night_end)}) with its duration"
+        return Reason.of("window_after_night", duration_s=spec.duration_s, earliest_start=spec.earliest_start_utc)
+    return Reason.of("window_outside_night", duration_s=spec.duration_s, plan_start=origin, night_end=night_end)
 
 
-def _displaced_reason(planner: _Planner, i: int, chosen: Sequence[SequenceSpec], origin: datetime) -> str:
+def _describe(spec: SequenceSpec) -> dict:
+    """What a reason says of a sequence in the way: its id and why it comes first (no internal scores)."""
+    return {"id": spec.id, "alert": spec.is_alert, "program": spec.program, "program_priority": spec.program_priority,
+            "priority": spec.priority}
+
+
+def _displaced_reason(planner: _Planner, i: int, chosen: Sequence[SequenceSpec], origin: datetime) -> Reason:
     spec = chosen[i]
     lo, hi = planner.F_lo[i][0], planner.F_hi[i][-1]
-    span = f"{_fmt(origin + timedelta(seconds=lo))[:-4]}–{(origin + timedelta(seconds=hi)):%H:%M} UTC"
     if not planner.allocation_allows(i) and spec.program is not None:
         left = planner.alloc[spec.program] - planner.used.get(spec.program, 0)
-        return (
-            f"allocation exhausted: program {spec.program} has {left / 60:.0f} min left tonight after its "
-            f"other sequences, this one needs {spec.duration_s / 60:.0f} min"
-        )
-    takers = [
-        (planner.v[b], chosen[b].id)
-        for b, s in zip(planner.blocks, planner.starts, strict=True)
-        if s < hi + spec.duration_s and s + planner.d[b] > lo
-    ]
-    higher = sorted((t for t in takers if t[0] >= spec.value), key=lambda t: (-t[0], t[1]))
-    if higher:
-        names = ", ".join(f"{name} (value {value})" for value, name in higher[:4])
-        more = f" and {len(higher) - 4} more" if len(higher) > 4 else ""
-        return f"displaced by higher-priority sequences {names}{more}: its possible starts ({span}) are taken"
-    names = ", ".join(name for _, name in sorted(takers, key=lambda t: (-t[0], t[1]))[:4])
-    return f"no room: its possible starts ({span}) are taken by {names}, which together are worth more"
+        return Reason.of("allocation_exhausted", program=spec.program, left_s=max(0.0, left),
+                         duration_s=spec.duration_s, after_others=True)
+    takers = sorted(
+        ((planner.v[b], chosen[b].id, b) for b, s in zip(planner.blocks, planner.starts, strict=True)
+         if s < hi + spec.duration_s and s + planner.d[b] > lo),
+        key=lambda t: (-t[0], t[1]),
+    )
+    higher = [t for t in takers if t[0] > spec.value]
+    # Placed first because worth more (displaced), or several in its place that together are worth more.
+    code, shown = ("displaced", higher) if higher else ("no_room", takers)
+    return Reason.of(
+        code, duration_s=spec.duration_s, by=[_describe(chosen[b]) for _, _, b in shown[:MAX_NAMED]],
+        more=max(0, len(shown) - MAX_NAMED), possible_from=origin + timedelta(seconds=lo),
+        possible_to=origin + timedelta(seconds=hi), alert=spec.is_alert, program_priority=spec.program_priority,
+        priority=spec.priority,
+    )
 
 
 def _result(
     chosen: Sequence[SequenceSpec],
-    rejected: dict[str, str],
+    rejected: dict[str, Reason],
     entries: list[ScheduledEntry],
     planner: _Planner | None,
     running: RunningSequence | None,
@@ -651,7 +655,7 @@ def _result(
             value_sum += chosen[b].value
     return ScheduleResult(
         entries=entries,
-        rejected=rejected,
+        reasons=rejected,
         metrics={
             "wall_s": time.perf_counter() - wall_start,
             "scheduled": len(entries) - (1 if running is not None else 0),

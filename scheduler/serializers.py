@@ -31,8 +31,24 @@ class ScheduleEntrySerializer(serializers.Serializer):
 
 
 class ScheduleRejectionSerializer(serializers.Serializer):
+    """A sequence not in the plan: ``reason`` in words, and the same as ``code`` and ``values`` (see
+    scheduler/reasons.py for the codes; null and {} for plans made before codes were recorded)."""
+
     sequence = serializers.IntegerField(source="sequence_id")
     reason = serializers.CharField(source="rejection_reason")
+    code = serializers.SerializerMethodField()
+    values = serializers.SerializerMethodField()
+
+    def _stored(self, entry) -> dict:
+        return self.context.get("reasons", {}).get(str(entry.sequence_id)) or {}
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_code(self, entry) -> str | None:
+        return self._stored(entry).get("code")
+
+    @extend_schema_field(serializers.DictField())
+    def get_values(self, entry) -> dict:
+        return self._stored(entry).get("values") or {}
 
 
 class ScheduleCurrentSerializer(serializers.Serializer):
@@ -64,4 +80,5 @@ class ScheduleCurrentSerializer(serializers.Serializer):
     @extend_schema_field(ScheduleRejectionSerializer(many=True))
     def get_rejected(self, schedule: Schedule) -> list[dict]:
         rejected = schedule.entries.filter(status="rejected").order_by("sequence_id")
-        return ScheduleRejectionSerializer(rejected, many=True).data
+        reasons = (schedule.metrics or {}).get("reasons") or {}
+        return ScheduleRejectionSerializer(rejected, many=True, context={"reasons": reasons}).data

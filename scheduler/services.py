@@ -36,6 +36,7 @@ from routine_manager.duration import AlbumTiming, PlanTiming, TelescopeTiming, s
 from routine_manager.services import sequence_set_status
 from scheduler.algorithm import RunningSequence, ScheduleResult, SequenceSpec, schedule_night
 from scheduler.overheads import SlewModel
+from scheduler.reasons import Reason
 from sky.observability import Site as SkySite
 from sky.observability import night_bounds
 
@@ -285,12 +286,12 @@ def schedule_make(*, reason: str = "", requested_at: datetime | None = None, sit
         .select_related("request__program").prefetch_related(_album_prefetch()).order_by("pk"))
     by_spec_id: dict[str, Sequence] = {}
     specs: list[SequenceSpec] = []
-    no_duration: dict[str, str] = {}
+    no_duration: dict[str, Reason] = {}
     for sequence in candidates:
         duration_s = sequence_duration_for_schedule_s(sequence, telescope)
         by_spec_id[_spec_id(sequence)] = sequence
         if duration_s <= 0:
-            no_duration[_spec_id(sequence)] = "no exposures defined: its duration is unknown, so it cannot be planned"
+            no_duration[_spec_id(sequence)] = Reason.of("no_exposures")
             continue
         specs.append(_sequence_spec(sequence, duration_s, site))
 
@@ -300,7 +301,8 @@ def schedule_make(*, reason: str = "", requested_at: datetime | None = None, sit
         allocations_s=_allocations_left_s({s.request.program_id for s in candidates}, now),
         twilight_deg=site.twilight_deg)
     algorithm_s = time.perf_counter() - algorithm_start
-    result.rejected.update(no_duration)
+    result.reasons.update(no_duration)
+    result.reasons.update({spec_id: _named(reason, by_spec_id) for spec_id, reason in result.reasons.items()})
 
     outcome = _store(site=site, result=result, by_spec_id=by_spec_id, running_row=running_row,
                      reason=reason, inputs_at=inputs_at, plan_start=plan_start, plan_end=night_end,
@@ -311,6 +313,18 @@ def schedule_make(*, reason: str = "", requested_at: datetime | None = None, sit
                  outcome.rejected, len(candidates), "keeping the running sequence" if running else "nothing running",
                  algorithm_s, outcome.wall_s)
     return outcome
+
+
+def _named(reason: Reason, by_spec_id: dict[str, Sequence]) -> Reason:
+    """The sequences a reason names (``by``: those in the way), with their number, target and request name."""
+    if "by" not in reason.values:
+        return reason
+    named = []
+    for other in reason.values["by"]:
+        row = by_spec_id.get(other.get("id"))
+        named.append(other if row is None else {**other, "sequence": row.pk, "target": row.target_name,
+                                                "request": row.request.name})
+    return Reason(reason.code, {**reason.values, "by": named})
 
 
 def _store(*, site: Site, result: ScheduleResult, by_spec_id: dict[str, Sequence], running_row: Sequence | None,
@@ -329,7 +343,11 @@ def _store(*, site: Site, result: ScheduleResult, by_spec_id: dict[str, Sequence
         Schedule.objects.filter(site=site, status=Schedule.Status.CURRENT).update(status=Schedule.Status.SUPERSEDED)
         metrics = {key: value for key, value in result.metrics.items() if isinstance(value, (int, float))}
         metrics.update(inputs_at=inputs_at.isoformat(), algorithm_s=algorithm_s, candidates=len(by_spec_id),
-                       rejected=len(result.rejected), running_sequence=running_row.pk if running_row else None)
+                       rejected=len(result.reasons), running_sequence=running_row.pk if running_row else None,
+                       # Why each rejected sequence is not planned, as code and values (the API gives them;
+                       # rejection_reason holds the same in words).
+                       reasons={str(by_spec_id[spec_id].pk): reason.as_dict()
+                                for spec_id, reason in result.reasons.items() if spec_id in by_spec_id})
         schedule = Schedule.objects.create(site=site, plan_start=plan_start, plan_end=max(plan_end, plan_start),
                                            night_start=night[0], night_end=night[1], status=Schedule.Status.CURRENT,
                                            trigger=reason[:200], metrics=metrics)
@@ -343,12 +361,12 @@ def _store(*, site: Site, result: ScheduleResult, by_spec_id: dict[str, Sequence
             rows.append(ScheduleHasSequences(schedule=schedule, sequence=by_spec_id[entry.id],
                                              status=ScheduleHasSequences.Status.PLANNED, tsp=entry.start_utc,
                                              tep=entry.end_utc, slack_s=float(entry.slack_late_s)))
-        for spec_id, why in sorted(result.rejected.items(), key=lambda item: by_spec_id[item[0]].pk
-                                   if item[0] in by_spec_id else 0):
+        for spec_id, reason in sorted(result.reasons.items(), key=lambda item: by_spec_id[item[0]].pk
+                                      if item[0] in by_spec_id else 0):
             if spec_id in by_spec_id:
                 rows.append(ScheduleHasSequences(schedule=schedule, sequence=by_spec_id[spec_id],
                                                  status=ScheduleHasSequences.Status.REJECTED,
-                                                 rejection_reason=why[:REASON_MAX_CHARS]))
+                                                 rejection_reason=reason.text[:REASON_MAX_CHARS]))
         ScheduleHasSequences.objects.bulk_create(rows)
         conflicts = _apply_statuses(result=result, by_spec_id=by_spec_id, planned=planned)
         wall_s = time.perf_counter() - wall_start
@@ -356,7 +374,7 @@ def _store(*, site: Site, result: ScheduleResult, by_spec_id: dict[str, Sequence
         schedule.wall_s = wall_s
     for conflict in conflicts:
         log.info("schedule %d: %s", schedule.pk, conflict)
-    return ScheduleMakeOutcome(schedule=schedule, planned=len(planned), rejected=len(result.rejected),
+    return ScheduleMakeOutcome(schedule=schedule, planned=len(planned), rejected=len(result.reasons),
                                wall_s=wall_s, status_conflicts=conflicts)
 
 
@@ -369,19 +387,19 @@ def _apply_statuses(*, result: ScheduleResult, by_spec_id: dict[str, Sequence], 
         if not _sequence_move(sequence.pk, sequence.status, Sequence.Status.PLANNED, planned_start=entry.start_utc,
                               planned_end=entry.end_utc):
             conflicts.append(f"sequence {sequence.pk} moved by another process before it could be planned")
-    for spec_id, why in result.rejected.items():
+    for spec_id, reason in result.reasons.items():
         sequence = by_spec_id.get(spec_id)
         if sequence is None:
             continue
         in_plan.add(sequence.pk)
         if not _sequence_move(sequence.pk, sequence.status, Sequence.Status.UNPLANNED, planned_start=None,
-                              planned_end=None, reason=why[:REASON_MAX_CHARS]):
+                              planned_end=None, reason=reason.text[:REASON_MAX_CHARS]):
             conflicts.append(f"sequence {sequence.pk} moved by another process before it could be unplanned")
     # Planned by an earlier schedule but not a candidate any more (its window left the night): waiting again.
     for pk in Sequence.objects.filter(status=Sequence.Status.PLANNED).exclude(pk__in=in_plan) \
             .values_list("pk", flat=True):
         _sequence_move(pk, Sequence.Status.PLANNED, Sequence.Status.PENDING, planned_start=None, planned_end=None,
-                       reason="not in tonight's plan: its window is outside the night")
+                       reason=Reason.of("window_not_tonight").text)
     return conflicts
 
 

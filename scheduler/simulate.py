@@ -162,12 +162,14 @@ def result_document(result: ScheduleResult) -> dict[str, Any]:
             for entry in sorted(result.entries, key=lambda e: e.start_utc)
         ],
         "rejected": dict(sorted(result.rejected.items())),
+        # The same reasons as codes and values (scheduler/reasons.py).
+        "reasons": {spec_id: reason.as_dict() for spec_id, reason in sorted(result.reasons.items())},
     }
 
 
 def simulate_night(document: dict[str, Any]) -> dict[str, Any]:
     """Plan the night of ``document``: {"metrics": {...}, "schedule": [{"id", "start_utc", "end_utc", ...}],
-    "rejected": {id: reason}}. Raises :class:`NightFileError` on a bad document."""
+    "rejected": {id: reason in words}, "reasons": {id: {"code", "values"}}}. Raises :class:`NightFileError` on a bad document."""
     kwargs = parse_night(document)
     try:
         result = schedule_night(**kwargs)

@@ -386,15 +386,39 @@ def _clip(intervals: list[tuple[float, float]], lo: float, hi: float) -> list[tu
     return [(max(a, lo), min(b, hi)) for a, b in intervals if min(b, hi) >= max(a, lo)]
 
 
-def explain_unobservable(targets: TargetSet, row: int, duration_s: float, earliest_s: float, latest_s: float) -> str:
+@dataclass(frozen=True)
+class UnobservableCause:
+    """Why a sequence has no feasible start: a ``code`` and the values that say it (no words).
+
+    Codes and values (times are aware UTC datetimes, durations seconds, angles degrees); every cause has
+    ``duration_s``, ``window_start`` and ``window_end`` (the part of the window the grid covers):
+
+    * ``window_too_short``: the block does not fit in its window.
+    * ``not_dark``: no run of night as long as the block; ``twilight_deg``, ``dark_s`` (the longest run).
+    * ``too_low``: never above its limit at night for the block's length; ``limit_deg``, ``max_airmass``
+      (or None), ``highest_deg``/``highest_at`` (at night, None without night), ``above_from``/``above_until``/
+      ``above_s`` (the longest run above the limit at night, None/0 when there is none), ``rises``/``sets``
+      (whether that run begins/ends with the target crossing its limit).
+    * ``moon_too_close``: never far enough from the Moon at night for the block; ``min_moon_deg``,
+      ``moon_deg`` (the largest separation reached at night in the window).
+    * ``altitude_and_moon``: high enough and far enough from the Moon, but never both at once; ``limit_deg``,
+      ``max_airmass``, ``min_moon_deg``.
+    * ``fragmented``: observable only in pieces shorter than the block.
+    """
+
+    code: str
+    values: dict
+
+
+def unobservable_cause(
+    targets: TargetSet, row: int, duration_s: float, earliest_s: float, latest_s: float
+) -> UnobservableCause:
     """Why sequence ``row`` has no feasible start: the first constraint that alone rules it out."""
     grid = targets.grid
-    window_end_s = latest_s + duration_s
-    lo, hi = max(0.0, earliest_s), min(grid.span_s, window_end_s)
-    when = f"between {grid.utc(lo):%Y-%m-%d %H:%M} and {grid.utc(hi):%Y-%m-%d %H:%M} UTC"
-    minutes = f"{duration_s / 60:.0f} min"
+    lo, hi = max(0.0, earliest_s), min(grid.span_s, latest_s + duration_s)
+    common = {"duration_s": float(duration_s), "window_start": grid.utc(lo), "window_end": grid.utc(max(lo, hi))}
     if latest_s < earliest_s or hi - lo < duration_s:
-        return f"window too short: a {minutes} block does not fit {when}"
+        return UnobservableCause("window_too_short", common)
     rows = np.array([row])
 
     def single(margin_fn) -> list[tuple[float, float]]:
@@ -402,28 +426,64 @@ def explain_unobservable(targets: TargetSet, row: int, duration_s: float, earlie
 
     dark = single(targets.night_margin)
     if _longest_run_s(dark) < duration_s:
-        return f"not {minutes} of night (Sun below {targets.twilight_deg:.0f} deg) {when}"
-    high = single(lambda r, t: np.minimum(targets.altitude_margin(r, t), targets.night_margin(r, t)))
-    limit = targets.min_alt_deg[row] - SAFETY_MARGIN_DEG
+        return UnobservableCause("not_dark", {**common, "twilight_deg": float(targets.twilight_deg),
+                                              "dark_s": max(0.0, _longest_run_s(dark))})
+    # Samples of the window at night: the highest altitude and the farthest Moon are read on them.
+    t_dark = np.linspace(lo, hi, 200)
+    t_dark = t_dark[targets.night_margin(rows.repeat(t_dark.size), t_dark) >= 0]
     airmass = targets.constraints.max_airmass[row]
-    limit_text = f"{limit:.1f} deg" + (f" (airmass {airmass:g})" if not np.isnan(airmass) else "")
+    limits = {"limit_deg": float(targets.min_alt_deg[row] - SAFETY_MARGIN_DEG),
+              "max_airmass": None if np.isnan(airmass) else float(airmass)}
+    high = single(lambda r, t: np.minimum(targets.altitude_margin(r, t), targets.night_margin(r, t)))
     if _longest_run_s(high) < duration_s:
-        t_dark = np.linspace(lo, hi, 200)
-        t_dark = t_dark[targets.night_margin(rows.repeat(t_dark.size), t_dark) >= 0]
-        best = float(np.max(grid.altitude_deg(targets.xyz[row], t_dark))) if t_dark.size else float("nan")
-        return f"never above {limit_text} at night for {minutes} {when} (highest {best:.1f} deg)"
+        highest_deg = highest_at = None
+        if t_dark.size:
+            altitudes = grid.altitude_deg(targets.xyz[row], t_dark)
+            highest_deg, highest_at = float(np.max(altitudes)), grid.utc(float(t_dark[int(np.argmax(altitudes))]))
+        longest = max(high, key=lambda run: run[1] - run[0], default=None)
+        run = {"above_from": None, "above_until": None, "above_s": 0.0, "rises": False, "sets": False}
+        if longest is not None:
+            # Whether the run begins because the target rises above its limit (not because the night or the
+            # window begins), and ends because it sets below it.
+            edges = np.array([longest[0] - 1.0, longest[1] + 1.0])
+            below = targets.altitude_margin(rows.repeat(2), edges) < 0
+            run = {"above_from": grid.utc(longest[0]), "above_until": grid.utc(longest[1]),
+                   "above_s": longest[1] - longest[0], "rises": bool(below[0] and longest[0] > lo),
+                   "sets": bool(below[1] and longest[1] < hi)}
+        return UnobservableCause("too_low", {**common, **limits, "highest_deg": highest_deg,
+                                             "highest_at": highest_at, **run})
     if targets.has_moon_limit[row]:
+        min_moon_deg = float(targets.constraints.min_moon_separation_deg[row])
         far = single(lambda r, t: np.minimum(targets.moon_margin(r, t), targets.night_margin(r, t)))
         if _longest_run_s(far) < duration_s:
-            return (
-                f"closer than {targets.constraints.min_moon_separation_deg[row]:g} deg to the Moon "
-                f"(no {minutes} away from it) {when}"
-            )
-        return (
-            f"above {limit_text} at night and {targets.constraints.min_moon_separation_deg[row]:g} deg from the "
-            f"Moon never at once for {minutes} {when}"
-        )
-    return f"observable only in pieces shorter than {minutes} {when}"
+            separation = grid.moon_separation_deg(targets.xyz[row], t_dark) if t_dark.size else np.array([])
+            return UnobservableCause("moon_too_close", {
+                **common, "min_moon_deg": min_moon_deg,
+                "moon_deg": float(np.max(separation)) if separation.size else None})
+        return UnobservableCause("altitude_and_moon", {**common, **limits, "min_moon_deg": min_moon_deg})
+    return UnobservableCause("fragmented", common)
+
+
+def explain_unobservable(targets: TargetSet, row: int, duration_s: float, earliest_s: float, latest_s: float) -> str:
+    """:func:`unobservable_cause` in a sentence (request validation's wording; the scheduler has its own)."""
+    cause = unobservable_cause(targets, row, duration_s, earliest_s, latest_s)
+    v = cause.values
+    when = f"between {v['window_start']:%Y-%m-%d %H:%M} and {v['window_end']:%Y-%m-%d %H:%M} UTC"
+    minutes = f"{duration_s / 60:.0f} min"
+    if cause.code == "window_too_short":
+        return f"window too short: a {minutes} block does not fit {when}"
+    if cause.code == "not_dark":
+        return f"not {minutes} of night (Sun below {v['twilight_deg']:.0f} deg) {when}"
+    if cause.code == "fragmented":
+        return f"observable only in pieces shorter than {minutes} {when}"
+    limit_text = f"{v.get('limit_deg', 0.0):.1f} deg" + (f" (airmass {v['max_airmass']:g})"
+                                                           if v.get("max_airmass") is not None else "")
+    if cause.code == "too_low":
+        best = v["highest_deg"] if v["highest_deg"] is not None else float("nan")
+        return f"never above {limit_text} at night for {minutes} {when} (highest {best:.1f} deg)"
+    if cause.code == "moon_too_close":
+        return f"closer than {v['min_moon_deg']:g} deg to the Moon (no {minutes} away from it) {when}"
+    return f"above {limit_text} at night and {v['min_moon_deg']:g} deg from the Moon never at once for {minutes} {when}"
 
 
 @dataclass(frozen=True)

@@ -141,7 +141,10 @@ def test_an_alert_outweighs_everything_else() -> None:
     alert = SequenceSpec(id="grb", ra_deg=80.0, dec_deg=30.0, duration_s=4 * 3600, priority=1, is_alert=True)
     result = schedule_night([*specs, alert], OHP, EVENING, MORNING, SLEW)
     assert "grb" in {e.id for e in result.entries}
-    assert any("displaced by higher-priority sequences grb" in reason for reason in result.rejected.values())
+    displaced = [reason for reason in result.reasons.values() if reason.code == "displaced"]
+    assert displaced and all(reason.values["by"][0]["id"] == "grb" for reason in displaced)
+    assert any(text.startswith("displaced by higher-priority sequences grb (an alert), t9 (priority 10 against ")
+               for text in result.rejected.values())
 
 
 def test_allocation_and_window_reasons() -> None:
@@ -155,7 +158,8 @@ def test_allocation_and_window_reasons() -> None:
     result = schedule_night(specs, OHP, EVENING, MORNING, SLEW, allocations_s={"P": 4000})
     assert len([e for e in result.entries if e.id in "ab"]) == 1
     assert "allocation exhausted" in next(r for k, r in result.rejected.items() if k in "ab")
-    assert result.rejected["late"].startswith("window closed")
+    assert result.rejected["late"].startswith("outside its time window: it had to start by ")
+    assert result.reasons["late"].code == "window_closed"
 
 
 def test_target_set_margin_is_negative_below_the_limit() -> None:

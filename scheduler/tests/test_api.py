@@ -48,9 +48,12 @@ def test_current_schedule_json(night, api_client):  # noqa: F811
     assert {e["request"] for e in data["entries"]} == {s.request_id for s in planned}
     starts = [_utc(e["tsp"]) for e in data["entries"]]
     assert starts == sorted(starts) and all(_utc(e["tep"]) > _utc(e["tsp"]) for e in data["entries"])
-    assert data["rejected"] == [{"sequence": never_up.pk, "reason": schedule.entries.get(sequence=never_up)
-                                 .rejection_reason}]
-    assert "not observable" in data["rejected"][0]["reason"]
+    [rejected] = data["rejected"]
+    assert set(rejected) == {"sequence", "reason", "code", "values"}
+    assert rejected["sequence"] == never_up.pk
+    assert rejected["reason"] == schedule.entries.get(sequence=never_up).rejection_reason
+    assert rejected["code"] == "too_low" and rejected["values"]["limit_deg"] == 30.0
+    assert rejected["reason"].startswith("not observable: never above the altitude limit of 30° at night")
 
 
 @pytest.mark.django_db
