@@ -143,13 +143,14 @@ class QueueApi(APIView):
 class QueueItemApi(APIView):
     permission_classes = [IsAuthenticated, IsValidatedUser]
 
-    @extend_schema(summary="One item (queued, running or in the history) with its log", responses={200: ANSWER,
+    @extend_schema(summary="One item (queued, running or in the history) with its log and, for a flow, its steps "
+                           "(state, timestamps, published data) as a tree", responses={200: ANSWER,
                                                                                                    404: ANSWER})
     def get(self, request, uid):
         item = selectors.item_detail(uid)
         if item is None:
             return Response({"success": False, "msg": f"no queue item {uid}"}, status=404)
-        return ok(item=selectors.item_json(item, log=True))
+        return ok(item=selectors.item_json(item, log=True), flow=selectors.flow_json(item))
 
 
 class HistoryApi(APIView):
@@ -219,12 +220,16 @@ def _command(action: str, request) -> Response:
     if action == "requeue":
         item = services.history_requeue(uid=_valid(UidIn, request)["uid"], by=by)
         return ok(f"{item.procedure} queued again", item=selectors.item_json(item))
+    if action == "recover":
+        item = services.queue_item_recover(uid=_valid(UidIn, request)["uid"], by=by)
+        return ok(f"recovery of {item.procedure} queued at the front: the steps that succeeded are not run again",
+                  item=selectors.item_json(item))
     raise QueueError(f"unknown command {action!r}", status=404)
 
 
 REQUESTS = {"items": ItemIn, "batch": BatchIn, "move": MoveIn, "remove": UidIn, "edit": EditIn, "clear": None,
             "start": None, "stop": None, "pause": PauseIn, "resume": None, "abort": None, "environment": EnvIn,
-            "block": BlockIn, "requeue": UidIn}
+            "block": BlockIn, "requeue": UidIn, "recover": UidIn}
 
 
 def command_view(action: str):

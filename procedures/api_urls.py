@@ -10,6 +10,7 @@ urlpatterns = [
     path("queue/", api.QueueApi.as_view(), name="api-queue"),
     path("queue/history/", api.HistoryApi.as_view(), name="api-queue-history"),
     path("queue/history/requeue/", api.command_view("requeue").as_view(), name="api-queue-requeue"),
+    path("queue/history/recover/", api.command_view("recover").as_view(), name="api-queue-recover"),
     path("queue/items/<uuid:uid>/", api.QueueItemApi.as_view(), name="api-queue-item"),
 ]
 for _action in ("items", "batch", "move", "remove", "edit", "clear", "start", "stop", "pause", "resume", "abort",

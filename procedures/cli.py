@@ -110,6 +110,32 @@ def format_history(items: list[dict]) -> str:
     return "\n".join(lines) or "(no history)"
 
 
+STATE_MARKS = {"pending": " ", "running": ">", "succeeded": "+", "failed": "!", "skipped": "-", "aborted": "x"}
+
+
+def format_flow(data: dict) -> str:
+    """An item's flow as an indented tree: one line per step, container and loop iteration."""
+    item, flow = data["item"], data.get("flow")
+    head = f"{item['procedure']} {item['uid'][:8]} {item['status']}" + (f": {item['message']}" if item["message"] else "")
+    if not flow:
+        return head + "\n(not a flow, or its flow has not started)"
+    c = flow["counts"]
+    lines = [head, f"steps: {c['steps']}, succeeded {c['succeeded']} (of which {c['reused']} in an earlier run), "
+                   f"failed {c['failed']}, aborted {c['aborted']}, skipped {c['skipped']}, pending {c['pending']}, "
+                   f"running {c['running']}"]
+    if flow["recovered_from"]:
+        lines.append(f"recovers {flow['recovered_from'][:8]}")
+    for r in flow["recoveries"]:
+        lines.append(f"recovered by {r['uid'][:8]} ({r['status']})")
+    for s in flow["steps"]:
+        mark = STATE_MARKS.get(s["state"], "?")
+        label = s["name"] + (f" = {json.dumps(s['value'])}" if s["kind"] == "iteration" else "")
+        extra = " (earlier run)" if s["reused"] else f" {s['duration_s']:.1f} s" if s["duration_s"] is not None else ""
+        message = f"  {s['message'][:80]}" if s["message"] and s["kind"] == "step" else ""
+        lines.append(f"[{mark}] {'  ' * s['depth']}{label:<{max(1, 30 - 2 * s['depth'])}} {s['state']:<9}{extra}{message}")
+    return "\n".join(lines)
+
+
 def format_status(data: dict) -> str:
     lines = [f"phase {data.get('phase')}  mode {data.get('mode')}  safety {data.get('safety')}"
              + (f" ({'; '.join(data.get('safety_reasons') or [])})" if data.get("safety_reasons") else "")]
@@ -173,6 +199,10 @@ def run(args, api: Api) -> dict:  # noqa: C901 - one dispatch table, read top to
             return api.call("GET", "queue/history/", params={"limit": args.limit})
         if a == "requeue":
             return api.call("POST", "queue/history/requeue/", {"uid": _uid(api, args.uid)})
+        if a == "recover":
+            return api.call("POST", "queue/history/recover/", {"uid": _uid(api, args.uid)})
+        if a == "flow":
+            return api.call("GET", f"queue/items/{_uid(api, args.uid)}/")
         if a == "move":
             body = {"uid": _uid(api, args.uid)}
             if args.before:
@@ -210,6 +240,8 @@ def show(args, data: dict) -> str:
         return format_queue(data)
     if args.command == "queue" and args.action == "history":
         return format_history(data["items"])
+    if args.command == "queue" and args.action == "flow":
+        return format_flow(data)
     if args.command == "procedures" and args.action == "list":
         out = [f"{p['name']:<22} {p['sky']:<9} {p['title']}" for p in data["procedures"]]
         out += [f"! module {m['name']}: {m['error'].strip().splitlines()[-1]}" for m in data["modules"] if m["error"]]
@@ -278,6 +310,9 @@ def parser() -> argparse.ArgumentParser:
     hist = q.add_parser("history")
     hist.add_argument("--limit", type=int, default=20)
     q.add_parser("requeue").add_argument("uid")
+    q.add_parser("recover", help="queue a recovery run of a flow that did not complete: its succeeded steps are "
+                                 "not run again").add_argument("uid")
+    q.add_parser("flow", help="the steps of a flow item, as a tree with their states").add_argument("uid")
     q.add_parser("remove").add_argument("uid")
     mv = q.add_parser("move")
     mv.add_argument("uid")

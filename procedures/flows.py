@@ -504,7 +504,7 @@ class FlowEngine:
         with self.lock:
             node.ended_at = timezone.now()
             data = json.loads(json.dumps(node.data))
-            node.message = (message or node.message)[:5000]
+            node.message = message[:5000] if state != S.SUCCEEDED else ""  # a success keeps no progress note
             node.traceback = tb
             node.dirty = False
         try:
@@ -538,19 +538,10 @@ class FlowEngine:
                 if ctx.control.aborted.is_set():
                     stopping = True
                 state, ended = _states(tree)
-                changed = False
-                for leaf in pending:  # steps whose requirements can no longer be met are skipped
-                    if leaf.state != S.PENDING:
-                        continue
-                    for target, outcome in tree._effective[leaf]:
-                        if _verdict(target, outcome, state, ended) is False:
-                            leaf.state, leaf.ended_at = S.SKIPPED, timezone.now()
-                            leaf.message = f"needs {target.path} {OUTCOME_WORDS[outcome]} (it {state[target]})"
-                            self._save(leaf, state=S.SKIPPED, ended_at=leaf.ended_at, message=leaf.message)
-                            changed = True
-                            break
-                if changed:
+                changed = skipping = self._skip_impossible(pending, state, ended)
+                while skipping:  # a skipped step may make its own dependants impossible
                     state, ended = _states(tree)
+                    skipping = self._skip_impossible(pending, state, ended)
                 if not stopping:
                     for leaf in pending:
                         if len(running) >= self.flow.max_concurrent:
@@ -603,6 +594,21 @@ class FlowEngine:
         if counts["not_run"]:
             raise FlowFailed(f"{counts['not_run']} step(s) could not run (their requirements were never met)")
         return counts
+
+    def _skip_impossible(self, pending: list[Node], state, ended) -> bool:
+        """Steps whose requirements can no longer be met are skipped (with the reason)."""
+        skipped = False
+        for leaf in pending:
+            if leaf.state != S.PENDING:
+                continue
+            for target, outcome in self.tree._effective[leaf]:
+                if _verdict(target, outcome, state, ended) is False:
+                    leaf.state, leaf.ended_at = S.SKIPPED, timezone.now()
+                    leaf.message = f"needs {target.path} {OUTCOME_WORDS[outcome]} (it {state[target]})"
+                    self._save(leaf, state=S.SKIPPED, ended_at=leaf.ended_at, message=leaf.message)
+                    skipped = True
+                    break
+        return skipped
 
     def _ready(self, leaf: Node, state, ended) -> bool:
         for target, outcome in self.tree._effective[leaf]:

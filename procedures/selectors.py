@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.utils import timezone
 
-from procedures.models import Procedure, ProcedureModule, QueueItem
+from procedures.models import FlowRun, Procedure, ProcedureModule, QueueItem, StepRun
 from procedures.services import queue_state
 
 Status = QueueItem.Status
@@ -31,10 +31,51 @@ def item_json(item: QueueItem, *, log: bool = False) -> dict:
         "published": item.published, "message": item.message, "traceback": item.traceback,
         "abort_requested": item.abort_requested or None,
         "requeued_from": str(item.requeued_from.uid) if item.requeued_from_id and item.requeued_from else None,
+        "recovers": str(item.recovers.uid) if item.recovers_id and item.recovers else None,
+        "is_flow": _flow_of(item) is not None,
     }
+    out["recoverable"] = bool(out["is_flow"] and item.status in QueueItem.ENDED and item.status != Status.COMPLETED)
     if log:
         out["log"] = item.log
     return out
+
+
+def _flow_of(item: QueueItem) -> FlowRun | None:
+    try:
+        return item.flow
+    except FlowRun.DoesNotExist:
+        return None
+
+
+def step_json(step: StepRun) -> dict:
+    duration = None
+    if step.started_at and step.ended_at:
+        duration = round((step.ended_at - step.started_at).total_seconds(), 3)
+    elif step.started_at and step.state == StepRun.State.RUNNING:
+        duration = round((timezone.now() - step.started_at).total_seconds(), 3)
+    return {"path": step.path, "name": step.name, "parent": step.parent_path or None, "kind": step.kind,
+            "depth": step.depth, "title": step.title, "telescope": step.telescope, "requires": step.requires,
+            "value": step.value, "state": step.state, "reused": step.reused, "data": step.data,
+            "message": step.message, "traceback": step.traceback, "started_at": _iso(step.started_at),
+            "ended_at": _iso(step.ended_at), "duration_s": duration}
+
+
+def flow_json(item: QueueItem) -> dict | None:
+    """The steps of a flow item as a tree (depth-first order, each with its parent's path) and their counts."""
+    run = _flow_of(item)
+    if run is None:
+        return None
+    steps = [step_json(s) for s in StepRun.objects.filter(run=run).order_by("order")]
+    leaves = [s for s in steps if s["kind"] == "step"]
+    counts = {state: sum(1 for s in leaves if s["state"] == state) for state in StepRun.State.values}
+    counts["reused"] = sum(1 for s in leaves if s["reused"])
+    counts["steps"] = len(leaves)
+    recoveries = list(QueueItem.objects.filter(recovers=item).order_by("id").values_list("uid", "status"))
+    return {"started_at": _iso(run.started_at), "ended_at": _iso(run.ended_at), "max_concurrent": run.max_concurrent,
+            "stop_on_failure": run.stop_on_failure,
+            "recovered_from": str(run.recovered_from.item.uid) if run.recovered_from_id else None,
+            "recoveries": [{"uid": str(u), "status": st} for u, st in recoveries],
+            "counts": counts, "steps": steps}
 
 
 def queue_status(*, history: int = 10, log: bool = True) -> dict:
@@ -42,9 +83,11 @@ def queue_status(*, history: int = 10, log: bool = True) -> dict:
     latest history."""
     state = queue_state()
     now = timezone.now()
-    running = QueueItem.objects.filter(status=Status.RUNNING).first()
-    items = QueueItem.objects.filter(status=Status.QUEUED).order_by("position", "id")
-    ended = QueueItem.objects.filter(status__in=QueueItem.ENDED).order_by("-ended_at", "-id")[:history]
+    related = ("flow", "requeued_from", "recovers")
+    running = QueueItem.objects.select_related(*related).filter(status=Status.RUNNING).first()
+    items = QueueItem.objects.select_related(*related).filter(status=Status.QUEUED).order_by("position", "id")
+    ended = QueueItem.objects.select_related(*related).filter(status__in=QueueItem.ENDED).order_by(
+        "-ended_at", "-id")[:history]
     manager_alive = bool(state.manager_heartbeat and (now - state.manager_heartbeat).total_seconds() < MANAGER_STALE_S)
     return {
         "queue": {
@@ -65,7 +108,8 @@ def queue_status(*, history: int = 10, log: bool = True) -> dict:
 
 
 def history_list(*, limit: int = 50, offset: int = 0, status: str = "") -> dict:
-    qs = QueueItem.objects.filter(status__in=QueueItem.ENDED).order_by("-ended_at", "-id")
+    qs = QueueItem.objects.select_related("flow", "requeued_from", "recovers").filter(
+        status__in=QueueItem.ENDED).order_by("-ended_at", "-id")
     if status:
         qs = qs.filter(status=status)
     total = qs.count()
@@ -74,7 +118,7 @@ def history_list(*, limit: int = 50, offset: int = 0, status: str = "") -> dict:
 
 def item_detail(uid) -> QueueItem | None:
     try:
-        return QueueItem.objects.select_related("requeued_from").filter(uid=uid).first()
+        return QueueItem.objects.select_related("requeued_from", "recovers", "flow").filter(uid=uid).first()
     except Exception:  # a malformed uid
         return None
 

@@ -1,28 +1,128 @@
-"""Pointing check: a grid of positions over the sky, one short frame at each (the analyzer solves each
-frame and stores its offset from the commanded position: the pointing model's input)."""
+"""Pointing model grid, as a flow: for each point of an hour-angle x declination grid, slew, expose and
+plate-solve; then the offsets of all points (the pointing model's input). Each point's steps are stored as they
+end, so a run killed at point 31 is recovered (page, ``pyros queue recover``) from point 31: the points
+already measured keep their frames and offsets. The plate-solve of a point runs while the telescope slews to
+the next one (it is not a telescope step)."""
 
+from __future__ import annotations
+
+import math
 from typing import Annotated
 
-from procedures.sdk import Param, procedure
+from procedures.sdk import Flow, Loop, Param, ProcedureError, Step, procedure
 
 
-def grid_positions(lst_deg: float, latitude_deg: float, *, hour_angles_h, declinations_deg) -> list[tuple]:
-    """(ra, dec, ha) of the grid from the local sidereal time: RA = LST - HA."""
-    out = []
-    for dec in declinations_deg:
-        for ha in hour_angles_h:
-            out.append((float((lst_deg - 15.0 * ha) % 360.0), float(dec), float(ha)))
-    return out
+def local_sidereal_deg(longitude_deg: float) -> float:
+    from astropy import units as u
+    from astropy.time import Time
+
+    return float(Time.now().sidereal_time("mean", longitude=longitude_deg * u.deg).deg)
 
 
-@procedure(title="Pointing check grid", timeout_s=3600, sky="dark", tags=("pointing",))
+def prepare(ctx):
+    """The sky: the dome unparked and open, the mount unparked."""
+    opened = False
+    if ctx.observatory.dome:
+        dome = ctx.dome.state()
+        if dome.parked:
+            ctx.dome.unpark()
+        if dome.shutter != "open":
+            ctx.set_progress(0, None, "opening the dome")
+            ctx.dome.open_shutter(timeout_s=300)
+            opened = True
+    parked = ctx.mount.state().parked
+    if parked:
+        ctx.mount.unpark()
+    ctx.publish(dome_opened=opened, mount_unparked=bool(parked))
+
+
+def slew(ctx, *, settle_s: float):
+    """To the point's hour angle and declination, with RA from the sidereal time now."""
+    ha, dec = ctx.value
+    site = ctx.observatory.site
+    ra = (local_sidereal_deg(site.longitude_deg) - 15.0 * ha) % 360.0
+    ctx.set_progress(0, 1, f"slewing to HA {ha:+.2f} h, Dec {dec:+.1f}")
+    ctx.wait(ctx.mount.start_slew(ra_deg=ra, dec_deg=dec), 300)
+    ctx.sleep(settle_s)
+    state = ctx.mount.state()
+    ctx.publish(ha_h=ha, dec_deg=dec, ra_deg=round(ra, 6), mount_ra_deg=state.ra_deg, mount_dec_deg=state.dec_deg)
+
+
+def expose(ctx, *, exposure_s: float, filter_name: str):
+    ha, dec = ctx.value
+    frame = ctx.expose(exposure_s, filter_name=filter_name or None, target=f"pointing HA{ha:+.1f} D{dec:+.0f}")
+    ctx.publish(image=frame.image_id, path=frame.path)
+
+
+def solve(ctx):
+    """Plate-solve the point's frame (the analyzer: the header's pointing refined against the reference
+    catalogue, else astrometry.net) and measure its offset from where the mount said it pointed."""
+    from analyzer.services import data_path, image_analyze
+
+    image_id = ctx.data["expose"]["image"]
+    analysis = image_analyze(image_id=image_id)
+    result = analysis.results or {}
+    if not result.get("wcs_header"):
+        reason = (result.get("astrometry") or {}).get("reason") or analysis.failure_reason or "no solution"
+        ctx.publish(solved=False, reason=reason[:300])
+        ctx.log.warning("point %s not solved: %s", ctx.key, reason)
+        return
+    ra, dec = solved_centre(result["wcs_header"], data_path(ctx.data["expose"]["path"]))
+    pointed = ctx.data["slew"]
+    d_ra = ((ra - pointed["mount_ra_deg"] + 180.0) % 360.0 - 180.0) * math.cos(math.radians(dec)) * 3600.0
+    d_dec = (dec - pointed["mount_dec_deg"]) * 3600.0
+    ctx.publish(solved=True, solved_ra_deg=round(ra, 6), solved_dec_deg=round(dec, 6),
+                offset_ra_arcsec=round(d_ra, 2), offset_dec_arcsec=round(d_dec, 2),
+                method=(result.get("astrometry") or {}).get("method"))
+
+
+def solved_centre(wcs_cards: dict, path) -> tuple[float, float]:
+    import warnings
+
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    with fits.open(path) as hdul:
+        header = next(h for h in hdul if h.data is not None).header
+        height, width = int(header["NAXIS2"]), int(header["NAXIS1"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wcs = WCS(fits.Header(wcs_cards), naxis=2)
+    (ra, dec), = wcs.all_pix2world([[(width - 1) / 2.0, (height - 1) / 2.0]], 0)
+    return float(ra), float(dec)
+
+
+def offsets(ctx):
+    """The measured points and their mean offsets and scatter: what a pointing model is fitted to."""
+    points = []
+    for it in ctx.data["grid"]:
+        s, solved = it.get("slew") or {}, it.get("solve") or {}
+        if solved.get("solved"):
+            points.append({"ha_h": s["ha_h"], "dec_deg": s["dec_deg"], "image": (it.get("expose") or {}).get("image"),
+                           "offset_ra_arcsec": solved["offset_ra_arcsec"],
+                           "offset_dec_arcsec": solved["offset_dec_arcsec"]})
+    if not points:
+        raise ProcedureError("no point of the grid was solved")
+    n = len(points)
+    mean_ra = sum(p["offset_ra_arcsec"] for p in points) / n
+    mean_dec = sum(p["offset_dec_arcsec"] for p in points) / n
+    rms = math.sqrt(sum((p["offset_ra_arcsec"] - mean_ra) ** 2 + (p["offset_dec_arcsec"] - mean_dec) ** 2
+                        for p in points) / n)
+    summary = {"solved": n, "of": len(ctx.data["grid"]), "mean_offset_ra_arcsec": round(mean_ra, 2),
+               "mean_offset_dec_arcsec": round(mean_dec, 2), "rms_after_mean_arcsec": round(rms, 2)}
+    ctx.publish_item(points=points, **summary)
+    return summary
+
+
+@procedure(title="Pointing model grid", timeout_s=7200, sky="dark", tags=("pointing", "flow"))
 def pointing_grid(ctx, *,
                   hour_angles_h: list[float] = (-2.0, 0.0, 2.0),
                   declinations_deg: list[float] = (0.0, 30.0, 60.0),
                   exposure_s: Annotated[float, Param(unit="s", minimum=0.01)] = 5.0,
                   filter_name: str = "",
                   settle_s: Annotated[float, Param(unit="s", minimum=0)] = 2.0):
-    """Slew to each point of an hour-angle x declination grid and take one frame there.
+    """For each point of an hour-angle x declination grid: slew, take a frame, plate-solve it; then the
+    offsets of every solved point. A flow: killed or failed, it is recovered without redoing the points done.
 
     Parameters:
         hour_angles_h (h): hour angles of the grid
@@ -31,28 +131,16 @@ def pointing_grid(ctx, *,
         filter_name: filter (empty: the current one)
         settle_s (s): wait after each slew
     """
-    from astropy import units as u
-    from astropy.time import Time
-
-    site = ctx.observatory.site
-    lst = Time.now().sidereal_time("mean", longitude=site.longitude_deg * u.deg).deg
-    points = grid_positions(lst, site.latitude_deg, hour_angles_h=hour_angles_h, declinations_deg=declinations_deg)
-    done = []
-    for i, (ra, dec, ha) in enumerate(points, start=1):
-        ctx.set_progress(i - 1, len(points), f"slewing to HA {ha:+.1f} h, Dec {dec:+.0f}")
-        try:
-            ctx.wait(ctx.mount.start_slew(ra_deg=ra, dec_deg=dec), 300)
-        except Exception as exc:
-            if ctx.abort_requested():
-                raise
-            ctx.log.warning("point HA %+.1f Dec %+.0f skipped: %s", ha, dec, exc)
-            continue
-        ctx.sleep(settle_s)
-        state = ctx.mount.state()
-        frame = ctx.expose(exposure_s, filter_name=filter_name or None, target=f"pointing HA{ha:+.1f} D{dec:+.0f}")
-        done.append({"ra_deg": ra, "dec_deg": dec, "ha_h": ha, "mount_ra_deg": state.ra_deg,
-                     "mount_dec_deg": state.dec_deg, "image": frame.image_id})
-        ctx.publish(points=done)
-    ctx.set_progress(len(points), len(points), "done")
-    return {"points": len(done), "of": len(points)}
-
+    points = [[float(ha), float(dec)] for dec in declinations_deg for ha in hour_angles_h]
+    if not points:
+        raise ProcedureError("the grid is empty: give hour angles and declinations")
+    return Flow(
+        Step("prepare", prepare, telescope=True),
+        Loop("grid", points,
+             Step("slew", slew, telescope=True, params={"settle_s": settle_s}),
+             Step("expose", expose, telescope=True, params={"exposure_s": exposure_s, "filter_name": filter_name}),
+             Step("solve", solve),
+             require="prepare", overlap=True, title="grid points"),
+        Step("offsets", offsets, require="grid"),
+        max_concurrent=2,
+    )

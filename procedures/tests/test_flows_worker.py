@@ -1,0 +1,107 @@
+"""Flows on real processes: the shipped pointing-model grid on the INDI simulators, its worker killed with
+SIGKILL mid-grid, then recovered from the `pyros` CLI: only the unfinished points are measured again (the
+frames are counted: no duplicate FITS file, no duplicate Image row)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from rest_framework.authtoken.models import Token
+
+from common.testing import scaled_s, wait_until
+from common.testing import test_database_url as database_url
+from procedures import services
+from procedures.models import QueueItem, QueueState, StepRun
+from procedures.testing import queue_manager
+from pyrosapp.models import Image, ObservatoryState, Site, User
+from pyrosapp.tests.factories import UserFactory
+
+pytestmark = [pytest.mark.slow]
+
+
+@pytest.fixture
+def flow_env(night_observatory, procedures_dir, tmp_path, settings):
+    seed, port = night_observatory
+    services.procedures_reload(directory=procedures_dir)
+    ObservatoryState.objects.update(mode="manual")
+    env = {"PYROS_PROCEDURES_DIR": str(procedures_dir), "PYROS_INDI_HOST": "127.0.0.1",
+           "PYROS_INDI_PORT": str(port), "PYROS_DATA_DIR": str(settings.PYROS_DATA_DIR),
+           "PYROS_QUEUE_ABORT_GRACE_S": "5"}
+    with queue_manager(database_url=database_url(), env=env, log_path=tmp_path / "manager.log") as proc:
+        services.queue_start(by="test")
+        wait_until(lambda: QueueState.objects.get().env_status == "idle", timeout_s=scaled_s(60),
+                   what="worker environment open")
+        yield {"proc": proc, "data": Path(settings.PYROS_DATA_DIR), "log": tmp_path / "manager.log"}
+
+
+def _ended(uid, timeout_s: float) -> QueueItem:
+    return wait_until(lambda: (i := QueueItem.objects.get(uid=uid)).status in QueueItem.ENDED and i,
+                      timeout_s=timeout_s, what=f"item {uid} ended")
+
+
+def _steps(item: QueueItem) -> dict[str, StepRun]:
+    return {s.path: s for s in StepRun.objects.filter(run__item=item)}
+
+
+def _pyros(url: str, token: str, *args) -> subprocess.CompletedProcess:
+    env = {"PYROS_URL": url, "PYROS_TOKEN": token, "PATH": "/usr/bin:/bin", "PYROS_CLI_CONFIG": "/nonexistent"}
+    return subprocess.run([sys.executable, "-m", "procedures.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=60)
+
+
+def test_pointing_grid_killed_at_point_4_is_recovered_from_the_cli_without_redoing_points(flow_env, live_server):
+    site = Site.objects.get(is_active=True)
+    decs = [round(site.latitude_deg - 15), round(site.latitude_deg + 5)]
+    item = services.queue_item_add(procedure="pointing_grid", by="test", params={
+        "hour_angles_h": [-1.0, -0.5, 0.0, 0.5, 1.0], "declinations_deg": decs, "exposure_s": 1.0, "settle_s": 0})
+    running = lambda: StepRun.objects.filter(run__item__uid=item.uid, path="grid/4/expose",  # noqa: E731
+                                             state="running").exists()
+    try:
+        wait_until(running, timeout_s=scaled_s(60), interval_s=0.05, what="point 4 exposing")
+    except AssertionError:
+        now = QueueItem.objects.get(uid=item.uid)
+        print(now.status, now.message, now.traceback, now.log[-20:])
+        print({p: (s.state, s.message[:200]) for p, s in _steps(now).items()})
+        print(flow_env["log"].read_text()[-3000:])
+        raise
+    time.sleep(0.3)  # mid-exposure
+    os.kill(QueueState.objects.get().env_pid, signal.SIGKILL)
+    cut = _ended(item.uid, scaled_s(20))
+    assert cut.status == "failed" and "worker process died" in cut.message
+    steps = _steps(cut)
+    assert steps["grid/4/expose"].state == "failed" and steps["grid/4/expose"].message.startswith("interrupted")
+    assert [steps[f"grid/{i}/expose"].state for i in range(1, 11)] == ["succeeded"] * 3 + ["failed"] + ["pending"] * 6
+    assert Image.objects.count() == 3
+
+    token = Token.objects.create(user=UserFactory(role=User.Role.OPERATOR)).key
+    r = _pyros(live_server.url, token, "queue", "recover", str(cut.uid)[:8])
+    assert r.returncode == 0, r.stderr
+    assert "recovery of pointing_grid queued at the front" in r.stdout
+    recovery = QueueItem.objects.get(recovers=cut)
+    done = _ended(recovery.uid, scaled_s(240))
+    assert done.status == "completed", (done.message, [s.data for s in StepRun.objects.filter(
+        run__item=done, name="solve")])
+
+    # Ten points, ten frames: one FITS file and one Image row per point, none taken twice.
+    images = list(Image.objects.order_by("pk"))
+    files = sorted(p.relative_to(flow_env["data"]).as_posix() for p in flow_env["data"].rglob("*.fits"))
+    assert len(images) == 10 and len(files) == 10
+    assert sorted(i.file_path for i in images) == files
+    steps = _steps(done)
+    assert [steps[f"grid/{i}/expose"].reused for i in range(1, 11)] == [True] * 3 + [False] * 7
+    assert all(steps[f"grid/{i}/slew"].reused for i in (1, 2, 3)) and steps["prepare"].reused
+    expose_images = [steps[f"grid/{i}/expose"].data["image"] for i in range(1, 11)]
+    assert sorted(expose_images) == [i.pk for i in images]
+    assert done.published["flow"]["reused"] >= 1 + 3 * 2
+    assert done.published["of"] == 10 and done.published["solved"] == len(done.published["points"]) >= 8
+    assert done.published["rms_after_mean_arcsec"] < 60  # the simulator's pointing is good
+    r = _pyros(live_server.url, token, "queue", "flow", str(done.uid))
+    assert r.returncode == 0 and "(earlier run)" in r.stdout and "grid" in r.stdout
+    r = _pyros(live_server.url, token, "queue", "recover", str(done.uid))
+    assert r.returncode == 1 and "nothing to recover" in r.stderr
