@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -111,14 +112,18 @@ class RabbitVhost:
             subprocess.run(["rabbitmqctl", "delete_vhost", self.name], capture_output=True, timeout=60)
 
 
-def main() -> int:  # noqa: PLR0915 - one linear scenario
+def run_with_services(label: str, scenario: Callable[..., int], procs: list | dict, *args: object) -> int:
+    """``scenario(db_url, broker_url, workdir, procs, *args)`` on a throw-away PostgreSQL database
+    (``BENCH_POSTGRES_URL``) and RabbitMQ vhost (``CELERY_BROKER_URL``), in a temporary folder; the processes
+    it puts in ``procs`` (a list, or a dict by name) are stopped at the end, their logs kept under ``BENCH_LOGS``
+    when it is set, and the database dropped. 2 when PostgreSQL is unreachable."""
     pg_admin = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
     broker_base = os.environ.get("CELERY_BROKER_URL", "")
     if not broker_base.startswith("amqp"):
         broker_base = "amqp://guest:guest@127.0.0.1:5672//"
     import psycopg
 
-    db_name = f"pyros_bench_alerts_{os.getpid()}"
+    db_name = f"pyros_bench_{label}_{os.getpid()}"
     try:
         admin = psycopg.connect(pg_admin, autocommit=True)
     except psycopg.OperationalError as exc:
@@ -126,13 +131,12 @@ def main() -> int:  # noqa: PLR0915 - one linear scenario
         return 2
     admin.execute(f'CREATE DATABASE "{db_name}"')
     db_url = urlparse(pg_admin)._replace(path=f"/{db_name}").geturl()
-    workdir = Path(tempfile.mkdtemp(prefix="pyros-bench-alerts-"))
-    procs: list[subprocess.Popen] = []
+    workdir = Path(tempfile.mkdtemp(prefix=f"pyros-bench-{label}-"))
     try:
         with RabbitVhost(broker_base) as broker:
-            return _scenario(db_url, broker, workdir, procs)
+            return scenario(db_url, broker, workdir, procs, *args)
     finally:
-        for proc in reversed(procs):
+        for proc in reversed(list(procs.values() if isinstance(procs, dict) else procs)):
             if proc.poll() is None:
                 proc.terminate()
                 try:
@@ -156,21 +160,30 @@ def main() -> int:  # noqa: PLR0915 - one linear scenario
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def bench_django(env: dict, exported: tuple[str, ...]) -> None:
+    """Export ``exported`` of ``env`` to this process, migrate the bench database, set Django up here."""
+    os.environ.update({k: env[k] for k in exported})
+    print(f"database {env['DATABASE_URL'].rpartition('/')[2]}, broker {env['CELERY_BROKER_URL'].rpartition('@')[2]}"
+          + (f", queue {env['PYROS_ALERTS_QUEUE']}" if env.get("PYROS_ALERTS_QUEUE") else ""))
+    started = time.perf_counter()
+    run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=REPO_ROOT, env=env, timeout=300)
+    print(f"migrated in {time.perf_counter() - started:.1f} s")
+    import django
+
+    django.setup()
+
+
+def main() -> int:
+    return run_with_services("alerts", _scenario, [])
+
+
 def _scenario(db_url: str, broker: str, workdir: Path, procs: list[subprocess.Popen]) -> int:
     queue = f"alerts-bench-{os.getpid()}"
     env = {**os.environ, "DATABASE_URL": db_url, "CELERY_BROKER_URL": broker, "PYROS_ALERTS_QUEUE": queue,
            "PYROS_VAR_DIR": str(workdir / "var"), "DJANGO_SETTINGS_MODULE": "pyros.settings",
            "PYROS_LOG_LEVEL": "WARNING"}
-    os.environ.update({k: env[k] for k in ("DATABASE_URL", "CELERY_BROKER_URL", "PYROS_ALERTS_QUEUE",
-                                           "PYROS_VAR_DIR", "DJANGO_SETTINGS_MODULE", "PYROS_LOG_LEVEL")})
-    print(f"database {db_url.rpartition('/')[2]}, broker {broker.rpartition('@')[2]}, queue {queue}")
-    started = time.perf_counter()
-    run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=REPO_ROOT, env=env, timeout=300)
-    print(f"migrated in {time.perf_counter() - started:.1f} s")
-
-    import django
-
-    django.setup()
+    bench_django(env, ("DATABASE_URL", "CELERY_BROKER_URL", "PYROS_ALERTS_QUEUE", "PYROS_VAR_DIR",
+                       "DJANGO_SETTINGS_MODULE", "PYROS_LOG_LEVEL"))
     from alert_manager.demo import seed_strategies
     from alert_manager.tests.helpers import swift_packet
     from alert_manager.tests.mount_watcher import MountWatcher

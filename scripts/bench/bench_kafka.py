@@ -32,18 +32,15 @@ import itertools
 import json
 import os
 import random
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlparse
 
-from bench_alerts import REPO_ROOT, RabbitVhost, cpu_s, pct, pids_named, run
+from bench_alerts import REPO_ROOT, bench_django, cpu_s, pct, pids_named, run_with_services
 
 N_LATENCY = 100
 N_BURST = 1000
@@ -167,48 +164,7 @@ def main() -> int:
     if not (KAFKA_DIR / "index.json").exists():
         print(f"GCN Kafka corpus absent: {KAFKA_DIR}")
         return 2
-    pg_admin = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    broker_base = os.environ.get("CELERY_BROKER_URL", "")
-    if not broker_base.startswith("amqp"):
-        broker_base = "amqp://guest:guest@127.0.0.1:5672//"
-    import psycopg
-
-    db_name = f"pyros_bench_kafka_{os.getpid()}"
-    try:
-        admin = psycopg.connect(pg_admin, autocommit=True)
-    except psycopg.OperationalError as exc:
-        print(f"PostgreSQL unreachable ({exc}): this benchmark needs PostgreSQL and RabbitMQ")
-        return 2
-    admin.execute(f'CREATE DATABASE "{db_name}"')
-    db_url = urlparse(pg_admin)._replace(path=f"/{db_name}").geturl()
-    workdir = Path(tempfile.mkdtemp(prefix="pyros-bench-kafka-"))
-    procs: dict[str, subprocess.Popen] = {}
-    try:
-        with RabbitVhost(broker_base) as broker:
-            return _scenario(db_url, broker, workdir, procs)
-    finally:
-        for proc in reversed(list(procs.values())):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
-        try:
-            from django.db import connections
-
-            connections.close_all()
-        except Exception:  # noqa: BLE001 - Django may not be set up if we failed early
-            pass
-        admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-        admin.close()
-        if os.environ.get("BENCH_LOGS"):
-            keep = Path(os.environ["BENCH_LOGS"])
-            keep.mkdir(parents=True, exist_ok=True)
-            for log_file in workdir.glob("*.log"):
-                shutil.copy(log_file, keep / log_file.name)
-        shutil.rmtree(workdir, ignore_errors=True)
+    return run_with_services("kafka", _scenario, {})
 
 
 def _start(procs: dict[str, subprocess.Popen], name: str, cmd: list[str], env: dict, log: Path) -> None:
@@ -221,16 +177,8 @@ def _scenario(db_url: str, broker: str, workdir: Path, procs: dict[str, subproce
     env = {**os.environ, "DATABASE_URL": db_url, "CELERY_BROKER_URL": broker, "PYROS_ALERTS_QUEUE": queue,
            "PYROS_VAR_DIR": str(workdir / "var"), "DJANGO_SETTINGS_MODULE": "pyros.settings",
            "PYROS_LOG_LEVEL": "WARNING"}
-    os.environ.update({k: env[k] for k in ("DATABASE_URL", "CELERY_BROKER_URL", "PYROS_ALERTS_QUEUE",
-                                           "PYROS_VAR_DIR", "DJANGO_SETTINGS_MODULE", "PYROS_LOG_LEVEL")})
-    print(f"database {db_url.rpartition('/')[2]}, broker {broker.rpartition('@')[2]}, queue {queue}")
-    started = time.perf_counter()
-    run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=REPO_ROOT, env=env, timeout=300)
-    print(f"migrated in {time.perf_counter() - started:.1f} s")
-
-    import django
-
-    django.setup()
+    bench_django(env, ("DATABASE_URL", "CELERY_BROKER_URL", "PYROS_ALERTS_QUEUE", "PYROS_VAR_DIR",
+                       "DJANGO_SETTINGS_MODULE", "PYROS_LOG_LEVEL"))
     from alert_manager.demo import seed_strategies
     from alert_manager.kafka_consumer import BOOTSTRAP_FETCH_WAIT_MS
     from alert_manager.notices_json import parse_json_notice

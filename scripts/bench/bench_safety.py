@@ -27,91 +27,51 @@ import argparse
 import os
 import random
 import re
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import urlparse
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_alerts import RabbitVhost, pct  # noqa: E402 - the bench folder is on the path just above
+from bench_alerts import bench_django, pct, run_with_services  # noqa: E402 - the bench folder is on the path just above
+
+from devices.indi_watcher import VectorWatcher  # noqa: E402
 
 TARGET_P99_S = 1.0
 ANALYSES = 1500
 CLOSES = 3
 GOOD = {"wind_m_s": 2, "gust_m_s": 3, "rain_mm_h": 0, "humidity_pct": 40, "cloud_cover_pct": 0}
 
-_OPEN_TAG = re.compile(rb"<(setSwitchVector|defSwitchVector)\b[^>]*>")
 _SWITCH = re.compile(rb"<(?:oneSwitch|defSwitch)[^>]*name=[\"'](SHUTTER_OPEN|SHUTTER_CLOSE)[\"'][^>]*>\s*(On|Off)")
 
 
-class DomeWatcher(threading.Thread):
-    """An independent INDI client: records when the dome announces DOME_SHUTTER Busy with SHUTTER_CLOSE On
-    (a close command received and the shutter moving), and its last state."""
+class DomeWatcher(VectorWatcher):
+    """Records when the dome announces DOME_SHUTTER Busy with SHUTTER_CLOSE On (a close command received and
+    the shutter moving), and its last state."""
+
+    vector = b"DOME_SHUTTER"
+    kinds = (b"Switch",)
 
     def __init__(self, port: int) -> None:
-        super().__init__(name="dome-watcher", daemon=True)
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        self.sock.sendall(b'<getProperties version="1.7"/>')
-        self.sock.settimeout(0.2)
         self.closing_unix: list[float] = []
         self.state = ("", "")  # (vector state, member On)
-        self._stop_event = threading.Event()
+        super().__init__(port)
 
-    def run(self) -> None:
-        buffer = b""
-        while not self._stop_event.is_set():
-            try:
-                data = self.sock.recv(1 << 16)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            if not data:
-                return
-            now = time.time()
-            buffer += data
-            end = 0
-            for match in _OPEN_TAG.finditer(buffer):
-                tag = match.group(0)
-                if b"DOME_SHUTTER" not in tag:
-                    end = match.end()
-                    continue
-                closer = b"</" + match.group(1) + b">"
-                close = buffer.find(closer, match.end())
-                if close < 0:
-                    break
-                state_match = re.search(rb"state=[\"'](\w+)[\"']", tag)
-                state = state_match.group(1).decode() if state_match else ""
-                members = dict(_SWITCH.findall(buffer[match.end():close]))
-                on = "close" if members.get(b"SHUTTER_CLOSE") == b"On" else "open"
-                if state == "Busy" and on == "close" and self.state != ("Busy", "close"):
-                    self.closing_unix.append(now)
-                self.state = (state, on)
-                end = close
-            buffer = buffer[max(end, len(buffer) - 65536):]
+    def on_update(self, state: str, body: bytes, now: float) -> None:
+        members = dict(_SWITCH.findall(body))
+        on = "close" if members.get(b"SHUTTER_CLOSE") == b"On" else "open"
+        if state == "Busy" and on == "close" and self.state != ("Busy", "close"):
+            self.closing_unix.append(now)
+        self.state = (state, on)
 
     def first_closing_after(self, t_unix: float, timeout_s: float = 10.0) -> float | None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            later = [t for t in self.closing_unix if t >= t_unix]
-            if later:
-                return later[0]
-            time.sleep(0.001)
-        return None
-
-    def close(self) -> None:
-        self._stop_event.set()
-        self.sock.close()
+        return self.first_after(self.closing_unix, t_unix, timeout_s)
 
 
 class PollRecorder(threading.Thread):
@@ -145,48 +105,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=20)
     args = parser.parse_args()
-    pg_admin = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    broker_base = os.environ.get("CELERY_BROKER_URL", "")
-    if not broker_base.startswith("amqp"):
-        broker_base = "amqp://guest:guest@127.0.0.1:5672//"
-    import psycopg
-
-    db_name = f"pyros_bench_safety_{os.getpid()}"
-    try:
-        admin = psycopg.connect(pg_admin, autocommit=True)
-    except psycopg.OperationalError as exc:
-        print(f"PostgreSQL unreachable ({exc}): this benchmark needs PostgreSQL and RabbitMQ")
-        return 2
-    admin.execute(f'CREATE DATABASE "{db_name}"')
-    db_url = urlparse(pg_admin)._replace(path=f"/{db_name}").geturl()
-    workdir = Path(tempfile.mkdtemp(prefix="pyros-bench-safety-"))
-    procs: list[subprocess.Popen] = []
-    try:
-        with RabbitVhost(broker_base) as broker:
-            return _scenario(db_url, broker, workdir, procs, args.trials)
-    finally:
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
-        try:
-            from django.db import connections
-
-            connections.close_all()
-        except Exception:  # noqa: BLE001 - Django may not be set up if we failed early
-            pass
-        admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-        admin.close()
-        if os.environ.get("BENCH_LOGS"):
-            keep = Path(os.environ["BENCH_LOGS"])
-            keep.mkdir(parents=True, exist_ok=True)
-            for log_file in workdir.glob("*.log"):
-                shutil.copy(log_file, keep / log_file.name)
-        shutil.rmtree(workdir, ignore_errors=True)
+    return run_with_services("safety", _scenario, [], args.trials)
 
 
 def _procfile(name: str) -> list[str]:
@@ -205,14 +124,8 @@ def _scenario(db_url: str, broker: str, workdir: Path, procs: list[subprocess.Po
            "PYROS_DATA_DIR": str(workdir / "data"), "DJANGO_SETTINGS_MODULE": "pyros.settings",
            "PYROS_MONITORING_PERIOD_S": "1", "PYROS_SAFETY_HOLD_S": "2", "PYROS_WATCHDOG_S": "60",
            "PYROS_LOG_LEVEL": "INFO"}
-    os.environ.update({k: env[k] for k in ("DATABASE_URL", "CELERY_BROKER_URL", "PYROS_VAR_DIR", "PYROS_DATA_DIR",
-                                           "DJANGO_SETTINGS_MODULE", "PYROS_SAFETY_HOLD_S")})
-    print(f"database {db_url.rpartition('/')[2]}, broker {broker.rpartition('@')[2]}")
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=REPO_ROOT, env=env, timeout=300,
-                   check=True)
-    import django
-
-    django.setup()
+    bench_django(env, ("DATABASE_URL", "CELERY_BROKER_URL", "PYROS_VAR_DIR", "PYROS_DATA_DIR",
+                       "DJANGO_SETTINGS_MODULE", "PYROS_SAFETY_HOLD_S"))
     from devices.observatory import connect
     from devices.simulators.control import set_weather
     from devices.testing import start_simulators
