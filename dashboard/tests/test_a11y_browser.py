@@ -1,0 +1,303 @@
+"""Accessibility of the rendered pages (#16), in a real browser (Playwright driving Debian's Chromium)
+against a live server: the skip link, the contrast of what is actually drawn (computed colours of
+every visible text, badge and button), every page usable at phone size (375×740: nothing wider than
+the screen, tables scroll inside their wrapper, the menu opens), the page scripts' formats.
+
+Screenshots of the phone-size pages go to test-artifacts/screenshots/ (kept as CI artifacts)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+PHONE = {"width": 375, "height": 740}
+DESKTOP = {"width": 1400, "height": 1000}
+
+
+@dataclass
+class Site:
+    seed: object
+    request_ids: dict[str, int]
+    event_id: int
+
+
+@pytest.fixture
+def site_with_data(transactional_db):
+    """The demo observatory with requests in every status (long names, precise coordinates), a GRB
+    event with a position, tonight's plan and an account waiting for validation."""
+    from pyros.demo import seed_demo
+    from pyrosapp import models as m
+    from pyrosapp.tests.factories import RequestFactory, SequenceFactory
+
+    seed = seed_demo()
+    astronomer = m.User.objects.get(email=seed.credentials["astronomer"][0])
+    now = datetime.now(UTC)
+    ids = {}
+    for status in ("draft", "submitted", "scheduled", "executing", "completed", "partially_completed",
+                   "failed", "cancelled", "expired"):
+        request = RequestFactory(owner=astronomer, program=seed.program, status=status,
+                                 name=f"Monitoring of a long-named field ({status.replace('_', ' ')})")
+        SequenceFactory(request=request, target_name="NGC 4486 (M87) jet knot A", ra_deg=187.70593041666667,
+                        dec_deg=12.391123456789, status="planned" if status == "scheduled" else "pending",
+                        window_start=now, window_end=now + timedelta(days=2))
+        ids[status] = request.pk
+    sequence = m.Sequence.objects.filter(request_id=ids["scheduled"]).get()
+    schedule = m.Schedule.objects.create(site=seed.site, status="current", plan_start=now,
+                                         plan_end=now + timedelta(hours=6))
+    m.ScheduleHasSequences.objects.create(schedule=schedule, sequence=sequence, status="planned",
+                                          tsp=now + timedelta(minutes=30), tep=now + timedelta(minutes=50))
+    event = m.AlertEvent.objects.create(name="GRB 261204A", missions=["Swift", "Fermi"], status="planned",
+                                        burst_time=now - timedelta(minutes=7), ra_deg=187.70593041666667,
+                                        dec_deg=12.391123456789, error_deg=0.0583333,
+                                        status_reason="planned at the next observable time")
+    m.User.objects.create_user(email="newcomer-with-a-long-address@observatory.example.org", password="x" * 12,
+                               first_name="New", last_name="Comer", institute="Somewhere far away",
+                               account_state=m.User.AccountState.PENDING)
+    return Site(seed, ids, event.pk)
+
+
+def log_in(page, live_server, email: str, password: str) -> None:
+    page.set_default_timeout(20_000)
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("input[name=username]", email)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r".*/$"))
+
+
+def user_pages(data: Site) -> dict[str, list[str]]:
+    """The pages each user reaches: the astronomer's own requests, the operator's observatory."""
+    r = data.request_ids
+    return {
+        "astronomer": ["/", "/requests/", f"/requests/{r['scheduled']}/", f"/requests/{r['cancelled']}/",
+                       f"/requests/{r['draft']}/edit/", "/requests/new/", "/requests/import/",
+                       "/accounts/profile/", "/schedule/", "/alerts/"],
+        "operator": ["/", "/requests/", f"/alerts/{data.event_id}/", "/alerts/streams/", "/alerts/strategies/",
+                     "/alerts/send-test/", "/schedule/", "/schedule/history/", "/schedule/simulate/", "/procedures/",
+                     "/operations/", "/images/", "/images/masters/", "/monitoring/weather/", "/monitoring/devices/",
+                     "/accounts/profile/"],
+    }
+
+
+ANONYMOUS_PAGES = ["/accounts/login/", "/accounts/register/", "/accounts/password/reset/"]
+ADMIN_PAGES = ["/admin/", "/admin/pyrosapp/request/"]
+
+
+def settle(page) -> None:
+    """Loaded, and the page scripts' first round of fetches answered."""
+    page.wait_for_load_state("load")
+    page.wait_for_timeout(600)
+
+
+# --- Contrast of what is drawn -----------------------------------------------------------------
+CONTRAST_SCRIPT = """
+() => {
+  const parse = (c) => {
+    const m = c && c.match(/rgba?\\(([^)]+)\\)/);
+    if (!m) return null;
+    const p = m[1].split(/[\\s,\\/]+/).filter(Boolean).map(Number);
+    return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1];
+  };
+  const over = (t, b) => [0, 1, 2].map((i) => t[i] * t[3] + b[i] * (1 - t[3])).concat([1]);
+  const lum = (c) => {
+    const [r, g, b] = c.slice(0, 3).map((v) => { v /= 255; return v <= 0.04045 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const ratio = (a, b) => { const [x, y] = [lum(a), lum(b)].sort((p, q) => q - p); return (x + 0.05) / (y + 0.05); };
+  const background = (el, upTo) => {  // what lies beneath el: its ancestors' backgrounds composed
+    const chain = [];
+    for (let e = el; e && e !== upTo; e = e.parentElement) chain.unshift(e);
+    let c = [255, 255, 255, 1];
+    for (const e of chain) { const b = parse(getComputedStyle(e).backgroundColor); if (b && b[3] > 0) c = over(b, c); }
+    return c;
+  };
+  const opacity = (el) => { let o = 1; for (let e = el; e; e = e.parentElement) o *= Number(getComputedStyle(e).opacity); return o; };
+  const failures = [];
+  let checked = 0;
+  for (const el of document.querySelectorAll("body *")) {
+    if (el.closest("svg, canvas, script, style, .visually-hidden, .visually-hidden-focusable, [hidden], option")) continue;
+    const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+    if (!own) continue;
+    const rect = el.getBoundingClientRect();
+    const style = getComputedStyle(el);
+    if (!rect.width || !rect.height || style.visibility !== "visible" || style.display === "none") continue;
+    if (el.closest(":disabled, .disabled, [aria-disabled=true]")) continue;  // WCAG exempts inactive controls
+    const bg = background(el);
+    const fg0 = parse(style.color);
+    const fg = over([fg0[0], fg0[1], fg0[2], fg0[3] * opacity(el)], bg);
+    const size = parseFloat(style.fontSize), bold = Number(style.fontWeight) >= 700;
+    const large = size >= 24 || (bold && size >= 18.66);
+    const r = ratio(fg, bg);
+    checked++;
+    const text = [...el.childNodes].filter((n) => n.nodeType === 3).map((n) => n.textContent.trim()).join(" ").slice(0, 40);
+    if (r < (large ? 3 : 4.5)) failures.push(`${el.tagName.toLowerCase()}.${[...el.classList].join(".")} "${text}": ${r.toFixed(2)}`);
+    if (el.classList.contains("badge")) {
+      const page = background(el.parentElement);
+      const edge = ratio(background(el), page);
+      if (edge < 1.5 && style.boxShadow === "none") failures.push(`badge "${text}" melts into the page: ${edge.toFixed(2)}`);
+    }
+  }
+  return {checked, failures};
+}
+"""
+
+
+def test_rendered_text_badges_and_buttons_reach_wcag_aa(require_chromium, site_with_data, live_server, browser):
+    """Every visible text on every page a user reaches, as drawn: 4.5:1 (3:1 for large text); badges
+    stand out from the page."""
+    data = site_with_data
+    failures, checked = {}, 0
+    for role, pages in user_pages(data).items():
+        context = browser.new_context(viewport=DESKTOP)
+        page = context.new_page()
+        log_in(page, live_server, *data.seed.credentials[role])
+        for path in pages:
+            page.goto(live_server.url + path)
+            settle(page)
+            result = page.evaluate(CONTRAST_SCRIPT)
+            checked += result["checked"]
+            if result["failures"]:
+                failures[f"{role} {path}"] = result["failures"]
+        context.close()
+    assert checked > 500  # the walk saw the pages' texts
+    assert not failures
+
+
+def test_the_cancelled_badge_is_visible_and_readable(require_chromium, site_with_data, live_server, page):
+    data = site_with_data
+    log_in(page, live_server, *data.seed.credentials["astronomer"])
+    page.goto(f"{live_server.url}/requests/")
+    badge = page.locator("tr", has_text="(cancelled)").locator(".status-badge")
+    assert badge.inner_text().strip().lower() == "cancelled"
+    colours = badge.evaluate("""(el) => [getComputedStyle(el).color, getComputedStyle(el).backgroundColor,
+                                         getComputedStyle(document.body).backgroundColor]""")
+    assert colours[1] != colours[2]  # not the page's own colour any more
+    assert page.evaluate(CONTRAST_SCRIPT)["failures"] == []
+
+
+# --- Skip link ---------------------------------------------------------------------------------
+def test_the_skip_link_comes_first_shows_on_focus_and_moves_to_the_content(require_chromium, site_with_data,
+                                                                            live_server, page):
+    data = site_with_data
+    log_in(page, live_server, *data.seed.credentials["astronomer"])
+    for path in ("/", "/requests/", "/accounts/profile/"):
+        page.goto(live_server.url + path)
+        link = page.locator("a.skip-link")
+        assert link.text_content() == "Skip to main content"
+        assert link.bounding_box()["width"] <= 1  # hidden until focused
+        page.keyboard.press("Tab")
+        focused = page.evaluate("document.activeElement.textContent.trim()")
+        assert focused == "Skip to main content", (path, page.evaluate("document.activeElement.outerHTML.slice(0, 200)"))
+        box = link.bounding_box()
+        assert box["width"] > 50 and box["height"] > 10 and box["y"] >= 0  # shown, on screen
+        page.keyboard.press("Enter")
+        assert page.evaluate("document.activeElement.id") == "main"
+        assert page.url.endswith("#main")
+        page.keyboard.press("Tab")  # the next Tab lands inside the content, not back in the menu
+        assert page.evaluate("!!document.activeElement.closest('main')"), path
+    page.context.clear_cookies()
+    for path in ANONYMOUS_PAGES:  # the login form puts the cursor in its first field; the link still leads
+        page.goto(live_server.url + path)
+        first = page.evaluate("""() => [...document.querySelectorAll('a[href], button, input, select, textarea')]
+                                       .filter((el) => el.tabIndex >= 0 && !el.disabled)[0].textContent.trim()""")
+        assert first == "Skip to main content", path
+
+
+# --- Phone size --------------------------------------------------------------------------------
+WIDTH_SCRIPT = """
+() => {
+  const doc = document.documentElement;
+  const wide = [...document.querySelectorAll("body *")].filter((el) => {
+    const r = el.getBoundingClientRect();
+    if (!r.width || el.closest(".table-responsive, .overflow-auto, pre, .navbar-collapse:not(.show)")) return false;
+    return r.right > doc.clientWidth + 1;
+  }).slice(0, 5).map((el) => el.tagName.toLowerCase() + (el.id ? "#" + el.id : "") + "." + [...el.classList].join(".") +
+                          " right=" + Math.round(el.getBoundingClientRect().right));
+  return {scrollWidth: doc.scrollWidth, width: doc.clientWidth, wide};
+}
+"""
+
+
+def test_no_page_is_wider_than_a_phone(require_chromium, site_with_data, live_server, browser, screenshot_dir):
+    data = site_with_data
+    too_wide = {}
+
+    def walk(page, paths, tag):
+        for path in paths:
+            page.goto(live_server.url + path)
+            settle(page)
+            result = page.evaluate(WIDTH_SCRIPT)
+            if result["scrollWidth"] > result["width"]:
+                too_wide[path] = result
+            name = re.sub(r"\W+", "_", path).strip("_") or "home"
+            page.screenshot(path=str(screenshot_dir / f"phone_{tag}_{name}.png"), full_page=True)
+
+    context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    walk(page, ANONYMOUS_PAGES, "anonymous")
+    for role, paths in user_pages(data).items():
+        context.clear_cookies()
+        log_in(page, live_server, *data.seed.credentials[role])
+        walk(page, paths, role)
+    context.close()
+    context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    log_in(page, live_server, *data.seed.credentials["administrator"])
+    walk(page, ADMIN_PAGES, "administrator")
+    context.close()
+    assert not too_wide, "\n".join(f"{path}: {result}" for path, result in too_wide.items())
+
+
+def test_the_menu_works_on_a_phone(require_chromium, site_with_data, live_server, browser):
+    data = site_with_data
+    context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    log_in(page, live_server, *data.seed.credentials["operator"])
+    nav = page.locator("#nav")
+    assert not nav.is_visible()
+    toggler = page.locator("button.navbar-toggler")
+    box = toggler.bounding_box()
+    assert box["width"] >= 44 and box["height"] >= 24  # a target a thumb can hit
+    toggler.click()
+    page.locator("#nav a.nav-link").first.wait_for(state="visible")
+    links = page.locator("#nav a.nav-link")
+    assert links.count() >= 5
+    for i in range(links.count()):
+        b = links.nth(i).bounding_box()
+        assert b["x"] >= 0 and b["x"] + b["width"] <= PHONE["width"] + 1 and b["height"] >= 24
+    assert page.locator("#nav button", has_text="Log out").is_visible()
+    links.filter(has_text="Requests").first.click()
+    page.wait_for_url(re.compile(r".*/requests/$"))
+    assert page.evaluate(WIDTH_SCRIPT)["scrollWidth"] <= PHONE["width"]
+    context.close()
+
+
+# --- Page scripts' formats ---------------------------------------------------------------------
+def test_page_scripts_format_like_the_template_filters(require_chromium, site_with_data, live_server, page):
+    from common import formats
+
+    log_in(page, live_server, *site_with_data.seed.credentials["astronomer"])
+    values = [187.70593041666667, 0, 359.99999999, 14.999999999, -15, 12.391123456789, -5.5, -0.00001, -0.0001,
+              -45.99999999, 90, 0.0583333, 0.001, 0.0139, 0.5, 2.5, 12.3456, 180]
+    times = ["2026-12-04T23:41:07.123456Z", "2026-12-04T23:41:07+00:00", "2026-12-05T00:41:07+01:00",
+             "2026-12-04 23:41:07"]
+    got = page.evaluate("""([values, times]) => ({
+        ra: values.map(pyrosFormat.ra), dec: values.map(pyrosFormat.dec), angle: values.map(pyrosFormat.angle),
+        utc: times.map((t) => ["s", "min", "ms", "time", "hm"].map((s) => pyrosFormat.utc(t, s))),
+        empty: [pyrosFormat.ra(null), pyrosFormat.dec(undefined), pyrosFormat.utc(null), pyrosFormat.utc("nonsense")]})""",
+                        [values, times])
+    assert got["ra"] == [formats.ra(v) for v in values]
+    assert got["dec"] == [formats.dec(v) for v in values]
+    assert got["angle"] == [formats.angle(v) for v in values]
+    assert got["utc"] == [[formats.utc(t, s) for s in ("s", "min", "ms", "time", "hm")] for t in times]
+    assert got["empty"] == ["—"] * 4
+    # A live value drawn by the dashboard's script reads the same way
+    page.goto(f"{live_server.url}/")
+    page.wait_for_function("document.getElementById('status-updated').textContent.includes('UTC')")
+    assert re.fullmatch(r"\d\d:\d\d:\d\d UTC", page.inner_text("#status-updated").strip())
