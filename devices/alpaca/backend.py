@@ -715,6 +715,7 @@ class AlpacaCamera(_AlpacaDevice, Camera):
         self.focal_length_m: float | None = None
         self.rotation_deg = 0.0
         self.last_transfer: ImageTransfer | None = None
+        self.last_fits_seconds = 0.0  # pixels -> FITS bytes, after the image arrived
 
     def use_devices(self, *, mount=None, filter_wheel=None, focuser=None, site: Site | None = None,
                     focal_length_m: float | None = None, rotation_deg: float = 0.0) -> None:
@@ -789,7 +790,13 @@ class AlpacaCamera(_AlpacaDevice, Camera):
         date_obs = datetime.now(UTC)
         started = time.monotonic()
         self._call("start exposure", lambda: self.client.StartExposure(duration_s, light))
-        context = self._header_context()  # while the shutter is open
+        # while the shutter is open: what the header says, and the header itself (its text for a frame of the
+        # expected size), so that only the pixels are left to convert once the image arrives
+        context = self._header_context()
+        shape = (info["y_size"] // binning, info["x_size"] // binning)
+        header = self._header(frame_type=frame_type, duration_s=duration_s, binning=binning, object_name=object_name,
+                              date_obs=date_obs, context=context, shape=shape)
+        prepared = _PreparedFits(header, shape)
         try:
             self._wait_exposure(duration_s, started, progress, stop)
             transfer = read_image(self.client, imagebytes=self.imagebytes, deadline_s=READOUT_TIMEOUT_S, stop=stop)
@@ -799,8 +806,11 @@ class AlpacaCamera(_AlpacaDevice, Camera):
             self._abort_quietly()
             raise
         self.last_transfer = transfer
-        return self._fits(transfer.data, frame_type=frame_type, duration_s=duration_s, binning=binning,
-                          object_name=object_name, date_obs=date_obs, context=context)
+        t0 = time.perf_counter()
+        data = self._fits(transfer.data, header, prepared=prepared, frame_type=frame_type, binning=binning,
+                          context=context)
+        self.last_fits_seconds = time.perf_counter() - t0
+        return data
 
     def _wait_exposure(self, duration_s: float, started: float, progress, stop: threading.Event) -> None:
         """Sleep through the exposure (progress, and the camera's state every second), then poll
@@ -906,21 +916,34 @@ class AlpacaCamera(_AlpacaDevice, Camera):
                 context[key] = None
         return context
 
-    def _fits(self, data: np.ndarray, *, frame_type: str, duration_s: float, binning: int, object_name: str,
-              date_obs: datetime, context: dict) -> bytes:
-        from astropy.io import fits
-
+    def _fits(self, data: np.ndarray, header, *, prepared: _PreparedFits | None, frame_type: str, binning: int,
+              context: dict) -> bytes:
+        """The FITS file of ``data`` ([y, x], row 0 the top) with ``header`` (from :meth:`_header`)."""
         if data.ndim != 2 or data.size == 0:
             raise DeviceProtocolError(f"image of shape {data.shape}", device=self.name)
         if data.dtype.kind in "iu" and (data.dtype == np.uint16 or (data.min() >= 0 and data.max() <= 65535)):
             data = data.astype(np.uint16, copy=False)
         elif data.dtype.kind in "iu":
-            data = data.astype(np.int32)
+            data = data.astype(np.int32, copy=False)
         else:
-            data = data.astype(np.float32)
+            data = data.astype(np.float32, copy=False)
         # ASCOM's row 0 is the top of the image, FITS's first row the bottom (as viewers show it): flip,
         # so that a FITS viewer shows what the camera's own display shows
-        data = np.ascontiguousarray(data[::-1])
+        rows = bottom_up(data)
+        raw = prepared.fits(rows) if prepared is not None else None
+        if raw is not None:
+            return raw
+        mount = context.get("mount")
+        if "CTYPE1" in header and mount is not None:  # a frame of another size than asked: its centre moved
+            self._wcs(header, rows.shape, mount.ra_deg, mount.dec_deg, binning, self.info())
+        return _astropy_fits(header, rows)
+
+    def _header(self, *, frame_type: str, duration_s: float, binning: int, object_name: str, date_obs: datetime,
+                context: dict, shape: tuple[int, int]):
+        """The FITS header of a frame of ``shape`` (rows, columns) taken with ``context`` (see
+        :meth:`_header_context`)."""
+        from astropy.io import fits
+
         info = self.info()
         header = fits.Header()
         header["DATE-OBS"] = (date_obs.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3], "UTC start of exposure")
@@ -962,13 +985,10 @@ class AlpacaCamera(_AlpacaDevice, Camera):
             header["EQUINOX"] = 2000.0
             header["RADESYS"] = "ICRS"
             if self.focal_length_m and info["pixel_x_um"] and frame_type == "LIGHT":
-                self._wcs(header, data.shape, mount.ra_deg, mount.dec_deg, binning, info)
+                self._wcs(header, shape, mount.ra_deg, mount.dec_deg, binning, info)
         header["ROWORDER"] = ("BOTTOM-UP", "first row is the bottom of the image")
         header["SWCREATE"] = "PyROS devices.alpaca"
-        hdu = fits.PrimaryHDU(data=data, header=header)
-        buffer = io.BytesIO()
-        hdu.writeto(buffer, output_verify="silentfix")
-        return buffer.getvalue()
+        return header
 
     def _wcs(self, header, shape, ra_deg: float, dec_deg: float, binning: int, info: dict) -> None:
         """A nominal TAN WCS from the optics: scale = pixel size / focal length, the optical axis at the
@@ -993,3 +1013,57 @@ class AlpacaCamera(_AlpacaDevice, Camera):
         header["CD1_2"] = scale_y * math.sin(theta)
         header["CD2_1"] = scale_x * math.sin(theta)
         header["CD2_2"] = scale_y * math.cos(theta)
+
+
+# ---------------------------------------------------------------------------------------------
+# FITS writing, off the exposure's critical path where possible
+# ---------------------------------------------------------------------------------------------
+
+_BLOCK_COLUMNS = 16
+
+
+def bottom_up(data: np.ndarray) -> np.ndarray:
+    """A C-contiguous copy of ``data`` with its rows in reverse order. An Alpaca image arrives as [x][y]:
+    ``data`` ([y, x]) is then its transpose, copied in blocks of 16 columns (one strided copy thrashes the
+    cache: ~2x slower for 1280x1024)."""
+    flipped = data[::-1]
+    if data.flags.c_contiguous or data.shape[1] <= _BLOCK_COLUMNS:
+        return np.ascontiguousarray(flipped)
+    out = np.empty(data.shape, dtype=data.dtype)
+    for i in range(0, data.shape[1], _BLOCK_COLUMNS):
+        out[:, i:i + _BLOCK_COLUMNS] = flipped[:, i:i + _BLOCK_COLUMNS]
+    return out
+
+
+def _astropy_fits(header, rows: np.ndarray) -> bytes:
+    from astropy.io import fits
+
+    buffer = io.BytesIO()
+    fits.PrimaryHDU(data=rows, header=header).writeto(buffer, output_verify="silentfix")
+    return buffer.getvalue()
+
+
+class _PreparedFits:
+    """The FITS header of a 16-bit frame of the expected shape, verified and formatted in advance (during the
+    exposure): a frame of that shape becomes its FITS file by appending the pixels (unsigned 16-bit as FITS
+    stores them: signed big-endian with BZERO 32768), the same bytes as astropy writes, ~10x faster."""
+
+    def __init__(self, header, shape: tuple[int, int]) -> None:
+        from astropy.io import fits
+
+        self.shape = shape
+        hdu = fits.PrimaryHDU(data=np.zeros(shape, dtype=np.uint16), header=header)
+        hdu.verify("silentfix")
+        self.header_bytes = hdu.header.tostring().encode("ascii")
+
+    def fits(self, rows: np.ndarray) -> bytes | None:
+        """The file for ``rows`` (C-contiguous, FITS row order), or None if not of the prepared shape and type."""
+        if rows.shape != self.shape or rows.dtype != np.uint16:
+            return None
+        start = len(self.header_bytes)
+        size = rows.size * 2
+        buffer = bytearray(start + size + (-size % 2880))  # zero padding to a whole FITS block
+        buffer[:start] = self.header_bytes
+        pixels = np.frombuffer(buffer, dtype=">i2", count=rows.size, offset=start).reshape(rows.shape)
+        np.bitwise_xor(rows.view(np.int16), np.int16(-0x8000), out=pixels)  # u - 32768, big-endian
+        return bytes(buffer)

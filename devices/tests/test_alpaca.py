@@ -205,18 +205,72 @@ def test_station_verdict_from_the_safety_monitor(observatory):
 
 
 def test_imagebytes_and_json_give_the_same_frame(observatory):
+    """One readout, read in both wire formats (ImageArray can be read again until the next exposure): the
+    same pixels, and the same FITS file from either, byte for byte."""
+    from devices.alpaca.transport import read_image
+
     camera = observatory.camera
-    frames = {}
-    for imagebytes in (True, False):
-        camera.imagebytes = imagebytes
-        try:
-            data = camera.expose(duration_s=0.0, frame_type="BIAS")
-        finally:
-            camera.imagebytes = True
-        frames[camera.last_transfer.transport] = fits.getdata(io.BytesIO(data))
-    assert set(frames) == {"imagebytes", "json"}
-    assert frames["imagebytes"].shape == frames["json"].shape == (1024, 1280)
-    assert frames["imagebytes"].dtype == frames["json"].dtype == np.uint16
+    camera.imagebytes = True
+    data = camera.expose(duration_s=0.0, frame_type="BIAS")
+    assert camera.last_transfer.transport == "imagebytes"
+    by_bytes = camera.last_transfer.data
+    by_json = read_image(camera.client, imagebytes=False)
+    assert by_json.transport == "json" and by_json.nbytes > 1.5 * camera.last_transfer.nbytes
+    assert by_json.data.shape == by_bytes.shape == (1024, 1280)
+    assert np.array_equal(by_json.data, by_bytes)
+    assert by_bytes.std() > 0  # a real frame, not a constant one
+    frame = fits.getdata(io.BytesIO(data))
+    assert frame.dtype == np.uint16 and frame.shape == (1024, 1280)
+    assert np.array_equal(frame, by_bytes[::-1])  # stored bottom-up
+    header = fits.getheader(io.BytesIO(data))
+    rebuilt = camera._fits(by_json.data, header, prepared=None, frame_type="BIAS", binning=1, context={})
+    assert rebuilt == data
+
+
+def test_the_fast_fits_writer_writes_what_astropy_writes():
+    """The header prepared during the exposure plus the pixels appended: astropy's own bytes for a 16-bit frame;
+    another type or size (values beyond 16 bits, a frame the camera cut differently) goes through astropy."""
+    from devices.alpaca.backend import _astropy_fits, _PreparedFits, bottom_up
+
+    rng = np.random.default_rng(3)
+    as_sent = rng.integers(0, 65536, size=(640, 512)).astype(np.int32)  # Alpaca order [x][y]
+    image = as_sent.T  # [y, x], as read_image gives it
+    rows = bottom_up(image.astype(np.uint16))
+    assert rows.flags.c_contiguous and np.array_equal(rows, image[::-1])
+    assert np.array_equal(bottom_up(np.ascontiguousarray(image)), image[::-1])
+    header = fits.Header({"EXPTIME": 1.0, "OBJECT": "field", "ROWORDER": "BOTTOM-UP"})
+    prepared = _PreparedFits(header, rows.shape)
+    fast = prepared.fits(rows)
+    assert fast == _astropy_fits(header, rows)
+    with fits.open(io.BytesIO(fast)) as hdul:
+        assert hdul[0].header["OBJECT"] == "field" and np.array_equal(hdul[0].data, image[::-1])
+    assert prepared.fits(rows.astype(np.int32)) is None  # another type
+    assert prepared.fits(rows[:-2]) is None  # another size
+
+
+def test_frames_beyond_16_bits_and_of_another_size_are_written_too(observatory):
+    camera = observatory.camera
+    header = fits.Header({"OBJECT": "wide"})
+    wide = (np.arange(12, dtype=np.int64).reshape(3, 4) * 20000)  # [y, x], up to 220000
+    data = camera._fits(wide, header, prepared=None, frame_type="DARK", binning=1, context={})
+    with fits.open(io.BytesIO(data)) as hdul:
+        assert hdul[0].data.dtype.kind == "i" and np.array_equal(hdul[0].data, wide[::-1])
+    mount = types.SimpleNamespace(ra_deg=10.0, dec_deg=20.0)
+    focal_length_m, camera.focal_length_m = camera.focal_length_m, 1.0
+    try:
+        header = camera._header(frame_type="LIGHT", duration_s=1.0, binning=1, object_name="x",
+                                date_obs=datetime.now(UTC), context={"mount": mount}, shape=(1024, 1280))
+        assert header["CRPIX1"] == 640.5
+        from devices.alpaca.backend import _PreparedFits
+
+        small = np.ones((100, 200), dtype=np.uint16)
+        data = camera._fits(small, header, prepared=_PreparedFits(header, (1024, 1280)), frame_type="LIGHT",
+                            binning=1, context={"mount": mount})
+    finally:
+        camera.focal_length_m = focal_length_m
+    written = fits.getheader(io.BytesIO(data))
+    assert (written["NAXIS1"], written["NAXIS2"]) == (200, 100)
+    assert (written["CRPIX1"], written["CRPIX2"]) == (100.5, 50.5)  # the centre of the frame actually taken
 
 
 def test_a_light_frame_has_stars_where_its_wcs_says(tmp_path):
