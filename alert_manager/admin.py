@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 from django import forms
 from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html
 
 from alert_manager.strategies import template_equipment_errors, template_errors
 from pyrosapp import models as m
@@ -61,3 +65,17 @@ class StrategyAdmin(admin.ModelAdmin):
     list_display = ["name", "triggers", "max_error_deg", "min_altitude_deg", "is_active"]
     list_filter = ["is_active", "triggers"]
     search_fields = ["name", "description"]
+
+    # A new strategy gets its first template here (JSON, checked); an existing one's template is edited in the
+    # strategy template form (rows, filters from the telescope), and shown here read-only.
+    def get_exclude(self, request, obj=None):
+        return ["template"] if obj is not None else []
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["template_read_only"] if obj is not None else []
+
+    @admin.display(description="Template")
+    def template_read_only(self, obj):
+        return format_html('<pre style="white-space: pre-wrap">{}</pre><a href="{}">Edit the template in the form</a>',
+                           json.dumps(obj.template, indent=2, ensure_ascii=False),
+                           reverse("alert_manager:strategy_template", args=[obj.pk]))

@@ -9,6 +9,9 @@ A strategy's ``template`` (JSON, edited by administrators in the backoffice)::
          "albums": [{"plans": [{"filter": "R", "exposure_s": 120, "count": 5}]}]}
     ]}
 
+A plan may also give ``"binning"`` (1 when absent). Administrators edit it in a form (the strategy's
+"Edit template" page, :mod:`alert_manager.strategy_forms`); the backoffice shows the JSON.
+
 ``after_burst_s`` is the sequence's validity window counted from the burst time: what is asked
 depends on the time since the burst (a sequence whose window has passed is left out; an alert
 processed late gets only the later sequences). ``detector`` defaults to the first camera of the
@@ -42,6 +45,7 @@ class PlanSpec:
     filter_name: str
     exposure_s: float
     count: int
+    binning: int = 1
 
 
 @dataclass(frozen=True)
@@ -96,13 +100,42 @@ def template_errors(template: Any) -> list[str]:
             for k, plan in enumerate(plans, start=1):
                 ok = (isinstance(plan, dict) and isinstance(plan.get("filter"), str)
                       and isinstance(plan.get("exposure_s"), int | float) and plan["exposure_s"] > 0
-                      and isinstance(plan.get("count"), int) and plan["count"] >= 1)
+                      and isinstance(plan.get("count"), int) and plan["count"] >= 1
+                      and isinstance(plan.get("binning", 1), int) and plan.get("binning", 1) >= 1)
                 if not ok:
-                    errors.append(f"{where} album {j} plan {k}: needs filter (text), exposure_s > 0, count >= 1")
+                    errors.append(f"{where} album {j} plan {k}: needs filter (text), exposure_s > 0, count >= 1 "
+                                  "(and binning >= 1 when given)")
     return errors
 
 
-def template_equipment_errors(template: dict[str, Any]) -> list[str]:
+@dataclass(frozen=True)
+class EquipmentProblem:
+    """One thing a template asks that the telescope does not have: where (1-based sequence, album and plan;
+    plan None for the album's detector), which field, and the sentence."""
+
+    sequence: int
+    album: int
+    plan: int | None
+    field: str  # "detector", "filter", "exposure_s" or "binning"
+    message: str
+
+    def __str__(self) -> str:
+        where = f"sequence {self.sequence} album {self.album}" + (f" plan {self.plan}" if self.plan else "")
+        return f"{where}: {self.message}"
+
+
+def equipment_filters() -> dict[str, list[str]]:
+    """Each detector's filters (wheel order), ``""`` standing for the active site's first camera, which an
+    album naming no detector is observed with: the choices a template may make."""
+    detectors = Detector.objects.select_related("filter_wheel").prefetch_related("filter_wheel__filters")
+    names = {d.name: [f.name for f in d.filter_wheel.filters.all()] if d.filter_wheel else [] for d in detectors}
+    default = default_detector(active_site())
+    if default is not None:
+        names[""] = names.get(default.name, [])
+    return names
+
+
+def template_equipment_problems(template: dict[str, Any]) -> list[EquipmentProblem]:
     """What a (well-formed) template asks of the telescope that it does not have: an unknown detector, a filter
     not in the detector's wheel, an exposure beyond what a request may ask, a binning the detector cannot do.
     An album naming no detector is observed with the active site's first camera (as ``default_detector``)."""
@@ -111,30 +144,39 @@ def template_equipment_errors(template: dict[str, Any]) -> list[str]:
     detectors = {d.name: d for d in Detector.objects.select_related("filter_wheel").prefetch_related(
         "filter_wheel__filters")}
     default = default_detector(active_site())
-    errors: list[str] = []
+    problems: list[EquipmentProblem] = []
     for i, seq in enumerate(template.get("sequences") or [], start=1):
         for j, album in enumerate(seq.get("albums") or [], start=1):
-            where = f"sequence {i} album {j}"
             name = album.get("detector") or None
             detector = detectors.get(name) if name else (detectors.get(default.name) if default else None)
             if name and detector is None:
                 known = ", ".join(sorted(detectors)) or "none"
-                errors.append(f"{where}: no detector named {name!r} (detectors: {known})")
+                problems.append(EquipmentProblem(i, j, None, "detector",
+                                                 f"no detector named {name!r} (detectors: {known})"))
                 continue
             if detector is None:
-                errors.append(f"{where}: names no detector and the active site has no camera")
+                problems.append(EquipmentProblem(i, j, None, "detector",
+                                                 "names no detector and the active site has no camera"))
                 continue
             wheel = detector.filter_wheel
             filters = [f.name for f in wheel.filters.all()] if wheel else []
             for k, plan in enumerate(album.get("plans") or [], start=1):
                 if plan.get("filter") not in filters:
-                    errors.append(f"{where} plan {k}: {detector.name} has no filter {plan.get('filter')!r} "
-                                  f"(its filters: {', '.join(filters) or 'none'})")
+                    problems.append(EquipmentProblem(i, j, k, "filter", (
+                        f"{detector.name} has no filter {plan.get('filter')!r} "
+                        f"(its filters: {', '.join(filters) or 'none'})")))
                 if float(plan.get("exposure_s") or 0) > MAX_EXPOSURE_S:
-                    errors.append(f"{where} plan {k}: exposure {plan['exposure_s']} s is above {MAX_EXPOSURE_S:g} s")
+                    problems.append(EquipmentProblem(i, j, k, "exposure_s", (
+                        f"exposure {plan['exposure_s']} s is above {MAX_EXPOSURE_S:g} s")))
                 if int(plan.get("binning") or 1) > detector.max_binning:
-                    errors.append(f"{where} plan {k}: {detector.name} bins at most {detector.max_binning}x")
-    return errors
+                    problems.append(EquipmentProblem(i, j, k, "binning",
+                                                     f"{detector.name} bins at most {detector.max_binning}x"))
+    return problems
+
+
+def template_equipment_errors(template: dict[str, Any]) -> list[str]:
+    """:func:`template_equipment_problems` as sentences ("sequence 1 album 1 plan 2: ...")."""
+    return [str(problem) for problem in template_equipment_problems(template)]
 
 
 def sequence_specs(template: dict[str, Any], *, burst_time: datetime, now: datetime) -> list[SequenceSpec]:
@@ -206,7 +248,8 @@ def field_of_view_deg(detector: Detector | None) -> tuple[float, float]:
 def _album_specs(seq: dict[str, Any]) -> tuple[AlbumSpec, ...]:
     return tuple(
         AlbumSpec(album.get("detector") or None,
-                  tuple(PlanSpec(p["filter"], float(p["exposure_s"]), int(p["count"])) for p in album["plans"]))
+                  tuple(PlanSpec(p["filter"], float(p["exposure_s"]), int(p["count"]), int(p.get("binning", 1)))
+                        for p in album["plans"]))
         for album in seq["albums"]
     )
 
@@ -288,7 +331,8 @@ def build_tiles_request(
                 raise FollowUpImpossible("no detector on the active site to observe with")
             album = sequence.add_album(detector=detector_name)
             for plan in album_spec.plans:
-                album.add_plan(filter=plan.filter_name, exposure_s=plan.exposure_s, count=plan.count)
+                album.add_plan(filter=plan.filter_name, exposure_s=plan.exposure_s, count=plan.count,
+                               binning=plan.binning)
     try:
         request = builder.save(submit=True, check_observability=False, now=now)
     except RequestInvalid as exc:
@@ -325,7 +369,8 @@ def build_follow_up_request(
                 raise FollowUpImpossible("no detector on the active site to observe with")
             album = sequence.add_album(detector=detector_name)
             for plan in album_spec.plans:
-                album.add_plan(filter=plan.filter_name, exposure_s=plan.exposure_s, count=plan.count)
+                album.add_plan(filter=plan.filter_name, exposure_s=plan.exposure_s, count=plan.count,
+                               binning=plan.binning)
     try:
         request = builder.save(submit=True, check_observability=False)
     except RequestInvalid as exc:

@@ -16,4 +16,5 @@ urlpatterns = [
     path("streams/topics/", views.streams_topics, name="streams_topics"),
     path("strategies/", views.strategy_list, name="strategy_list"),
     path("strategies/<int:pk>/switch/", views.strategy_switch, name="strategy_switch"),
+    path("strategies/<int:pk>/template/", views.strategy_template_edit, name="strategy_template"),
 ]

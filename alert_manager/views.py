@@ -9,13 +9,13 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from alert_manager import selectors, services
 from alert_manager.voevent import MAX_PACKET_BYTES, VOEventRejected
 from alert_manager.vtp import VTPError
 from pyrosapp.models import AlertEvent, Strategy
-from user_manager.roles import ASTRONOMER, OPERATOR, role_required
+from user_manager.roles import ADMINISTRATOR, ASTRONOMER, OPERATOR, has_role, role_required
 
 
 def _raw_text(raw: bytes) -> str:
@@ -171,8 +171,9 @@ def strategy_list(request):
     strategies = list(selectors.strategy_list())
     for strategy in strategies:
         strategy.is_last_triggering = selectors.strategy_is_last_triggering(strategy=strategy)
-    return render(request, "alert_manager/strategy_list.html", {"strategies": strategies,
-                                                                "alarms": selectors.strategy_alarms()})
+    return render(request, "alert_manager/strategy_list.html", {
+        "strategies": strategies, "alarms": selectors.strategy_alarms(),
+        "can_edit_templates": has_role(request.user, ADMINISTRATOR)})
 
 
 @require_POST
@@ -187,6 +188,57 @@ def strategy_switch(request, pk: int):
     services.strategy_activate(strategy=strategy, active=active)
     messages.success(request, f"Strategy {strategy.name!r} {'activated' if active else 'deactivated'}.")
     return redirect("alert_manager:strategy_list")
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(ADMINISTRATOR)
+def strategy_template_edit(request, pk: int):
+    """The strategy's request template in a form (sequences and exposure rows); the JSON stays read-only."""
+    from alert_manager.services.strategy_admin import StrategyTemplateInvalid, strategy_template_save
+    from alert_manager.strategies import active_site, default_detector, equipment_filters
+    from alert_manager.strategy_forms import StrategyTemplateForm, blank_block
+
+    strategy = get_object_or_404(Strategy, pk=pk)
+    status = 200
+    if request.method == "POST":
+        form = StrategyTemplateForm(data=request.POST)
+        if form.is_valid():
+            try:
+                strategy_template_save(strategy=strategy, template=form.template(), by=request.user.email)
+            except StrategyTemplateInvalid as exc:
+                form.add_problems(exc.problems, exc.errors)
+            else:
+                messages.success(request, f"Template of {strategy.name!r} saved: the next burst it matches is "
+                                          "observed with it.")
+                return redirect("alert_manager:strategy_list")
+        status = 400
+        messages.error(request, "Not saved: see the fields in red. The strategy keeps its previous template.")
+    else:
+        form = StrategyTemplateForm(template=strategy.template)
+    equipment = equipment_filters()
+    new_block = blank_block()
+    _annotate_rows([*form.blocks, new_block], equipment)
+    return render(request, "alert_manager/strategy_template_form.html", {
+        "strategy": strategy, "form": form, "equipment": equipment, "blocks": form.blocks,
+        "new_block": new_block, "new_row": new_block.rows[0],
+        "template_json": json.dumps(strategy.template, indent=2, ensure_ascii=False),
+        "detector_names": sorted(name for name in equipment if name),
+        "default_detector": getattr(default_detector(active_site()), "name", ""),
+    }, status=status)
+
+
+def _annotate_rows(blocks: list, equipment: dict[str, list[str]]) -> None:
+    """What the page shows in each exposure row: its current values and its detector's filter options."""
+    from alert_manager.strategy_forms import filter_choices
+
+    for block in blocks:
+        for row in block.rows:
+            detector = (row.form["detector"].value() or "").strip()
+            current = (row.form["filter"].value() or "").strip()
+            row.detector_value = detector
+            row.detector_known = detector in equipment
+            row.filter_value = current
+            row.filter_options = filter_choices(equipment, detector, current)
 
 
 @role_required(ASTRONOMER)
