@@ -53,6 +53,8 @@ def supervisord_config(processes: dict[str, str], *, var_dir: Path, python: str)
     lines = [
         "[supervisord]",
         "nodaemon=true",
+        # Its own lines once, on the console: in the foreground it writes them to stdout besides the logfile.
+        "silent=true",
         "logfile=/dev/stdout",
         "logfile_maxbytes=0",
         f"pidfile={state / 'supervisord.pid'}",
