@@ -258,18 +258,18 @@ class _Dispatcher(threading.Thread):
     def _poll(self, app) -> None:
         now = time.monotonic()
         for h in list(self.pending):
-            result = h._async
-            state = result.state
+            # One backend read per task and round (the rpc:// backend consumes the state messages it reads).
+            meta = h._async.backend.get_task_meta(h.id)
+            state, value = meta.get("status", "PENDING"), meta.get("result")
             if state == "STARTED" and h.started_at is None:
                 h.started_at = now
-                info = result.info if isinstance(result.info, dict) else {}
-                h.worker = str(info.get("hostname") or "")
+                h.worker = str((value or {}).get("hostname") or "") if isinstance(value, dict) else ""
             if state == "SUCCESS":
-                h.result, h.state = result.result, state
+                h.result, h.state = value, state
                 self._finish(h)
             elif state in ("FAILURE", "REVOKED"):
                 h.state = state
-                exc = result.result
+                exc = value
                 what = f"{exc.__class__.__name__}: {exc}" if isinstance(exc, BaseException) else str(exc)
                 self._fail(h, f"{h.label()} failed on {h.worker or 'its worker'}: {what}")
             else:

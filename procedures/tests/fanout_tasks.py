@@ -1,0 +1,15 @@
+"""A task that holds its worker for a given time, for the lost-worker test only: the test's Celery worker
+imports it (``celery worker -I procedures.tests.fanout_tasks``) and its caller registers it for fan-out, so
+that the worker can be killed while a task is certainly in its hands."""
+
+from __future__ import annotations
+
+import time
+
+from celery import shared_task
+
+
+@shared_task(name="pyros.tests.hold", soft_time_limit=60, time_limit=70, track_started=True)
+def hold(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds

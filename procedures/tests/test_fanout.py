@@ -1,0 +1,225 @@
+"""Fan-out to the Celery workers (procedures/fanout.py, the analyzer's plate_solve / measure_focus tasks):
+a real worker process and a real caller process (a procedure context in it) on the embedded broker, and
+on RabbitMQ when it is there (required in CI); each test on a queue of its own, so that no other worker on
+the same broker takes its tasks."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from common.testing import scaled_s, wait_until
+from procedures import fanout
+from procedures.context import ProcedureContext, RunControl
+from procedures.sdk import ProcedureError
+
+REPO = Path(__file__).resolve().parents[2]
+SEEING = (1.5, 3.0)  # two frames, alternating in the group: the results must follow the order of the values
+
+# The caller: a procedure context (as the worker builds it) that fans out, in its own process.
+CALLER = r'''
+import json, logging, os, sys, time
+import django
+django.setup()
+from procedures.context import ProcedureContext, RunControl
+from procedures.sdk import ProcedureError
+job = json.loads(sys.argv[1])
+if job.get("register"):
+    from procedures import fanout
+    fanout.register(*job["register"])
+control = RunControl(item_id=0)
+ctx = ProcedureContext(control=control, observatory=None, item_uid="caller", procedure="fanout-test",
+                       logger=logging.getLogger("pyros.procedures.fanout-test"))
+t0 = time.monotonic()
+out = {}
+try:
+    out["results"] = ctx.group(job["task"], job["values"], queue=job["queue"], timeout_s=job["timeout_s"])
+except ProcedureError as exc:
+    out["error"] = str(exc)
+out["elapsed_s"] = time.monotonic() - t0
+if job.get("also_bad_call"):  # a task that raises on the worker: a failed task, with the worker's reason
+    try:
+        ctx.run(job["task"], "one", "two", queue=job["queue"], timeout_s=job["timeout_s"], publish_as="")
+    except ProcedureError as exc:
+        out["bad_call"] = str(exc)
+out["snapshot"] = control.snapshot()
+print("RESULT " + json.dumps(out), flush=True)
+'''
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory) -> Path:
+    """A data folder with two star fields of different seeing."""
+    from devices.sky import SkyConditions, render_frame, write_fits
+
+    data = tmp_path_factory.mktemp("fanout-data")
+    for seeing in SEEING:
+        pixels, header = render_frame(ra_deg=150.0, dec_deg=30.0, exposure_s=10.0, filter_name="R",
+                                      when_utc=datetime(2026, 3, 1, 22, 0, tzinfo=UTC), seed=3,
+                                      conditions=SkyConditions(seeing_fwhm_arcsec=seeing))
+        (data / f"seeing_{seeing}.fits").write_bytes(write_fits(pixels, header))
+    return data
+
+
+def _brokers() -> list:
+    return [pytest.param("filesystem", id="filesystem"),
+            pytest.param("rabbitmq", id="rabbitmq", marks=pytest.mark.services)]
+
+
+@pytest.fixture
+def broker_env(request, tmp_path) -> dict:
+    """The environment of the worker and the caller: one broker, one result backend, one data folder."""
+    if request.param == "rabbitmq":
+        url = request.getfixturevalue("rabbitmq_url")
+        return {"CELERY_BROKER_URL": url, "CELERY_RESULT_BACKEND": "rpc://", "PYROS_VAR_DIR": str(tmp_path / "var")}
+    return {"CELERY_BROKER_URL": "filesystem://", "CELERY_RESULT_BACKEND": "", "PYROS_VAR_DIR": str(tmp_path / "var")}
+
+
+def _env(broker_env: dict, frames: Path) -> dict:
+    env = {**os.environ, **broker_env, "DJANGO_SETTINGS_MODULE": "pyros.settings", "PYROS_DATA_DIR": str(frames)}
+    if not env["CELERY_RESULT_BACKEND"]:
+        del env["CELERY_RESULT_BACKEND"]  # the embedded default: file:// under PYROS_VAR_DIR
+    return env
+
+
+def _worker(env: dict, queue: str, log_path: Path, *, concurrency: int, include: str = "") -> subprocess.Popen:
+    with open(log_path, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "pyros", "worker", "-Q", queue, "-P", "threads", "-c",
+             str(concurrency), "--without-gossip", "--without-mingle", "--without-heartbeat",
+             "-n", f"{queue}@localhost", "--loglevel", "INFO", *(["-I", include] if include else [])],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+def _caller(env: dict, job: dict) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", CALLER, json.dumps(job)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _answer(caller: subprocess.Popen, timeout_s: float) -> dict:
+    out, err = caller.communicate(timeout=timeout_s)
+    line = next((x for x in out.splitlines() if x.startswith("RESULT ")), None)
+    assert line, f"the caller printed no result (exit {caller.returncode}):\n{err[-3000:]}"
+    return json.loads(line[len("RESULT "):])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("broker_env", _brokers(), indirect=True)
+def test_a_group_of_20_tasks_over_a_real_worker_returns_20_results_in_order(broker_env, frames, tmp_path):
+    env = _env(broker_env, frames)
+    queue = f"analysis-fanout-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    values = [f"seeing_{SEEING[i % 2]}.fits" for i in range(20)]
+    worker = _worker(env, queue, tmp_path / "worker.log", concurrency=4)
+    try:
+        caller = _caller(env, {"task": "measure_focus", "values": values, "queue": queue,
+                               "timeout_s": scaled_s(120), "also_bad_call": True})
+        answer = _answer(caller, scaled_s(180))
+    finally:
+        _stop(worker)
+    assert "error" not in answer, (answer["error"], (tmp_path / "worker.log").read_text()[-3000:])
+    results = answer["results"]
+    assert len(results) == 20 and [r["image"] for r in results] == values
+    assert all(r["status"] == "ok" and r["n_sources"] > 20 for r in results)
+    for r, value in zip(results, values, strict=True):  # each result belongs to its own frame
+        seeing = float(value.removeprefix("seeing_").removesuffix(".fits"))
+        assert abs(r["fwhm_arcsec"] - seeing) < 0.35 * seeing, (value, r)
+    snapshot = answer["snapshot"]
+    assert snapshot["published"]["measure_focus"] == results  # the caller's published data
+    assert (snapshot["current"], snapshot["total"]) == (20.0, 20.0)
+    assert "measure_focus: 20 of 20 done" in snapshot["message"]
+    assert answer["bad_call"].startswith('pyros.analyzer.measure_focus("one", "two") [')
+    assert "failed on its worker: TypeError: measure_focus() takes 1 positional argument" in answer["bad_call"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("broker_env", _brokers(), indirect=True)
+def test_a_worker_killed_mid_task_fails_the_wait_with_a_clear_error_within_its_time_limit(broker_env, frames,
+                                                                                          tmp_path):
+    env = _env(broker_env, frames)
+    queue = f"analysis-fanout-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    log_path = tmp_path / "worker.log"
+    # Tasks that hold the worker 2 s each, one at a time: killed just after the first one ends, the worker
+    # certainly has the second in its hands.
+    worker = _worker(env, queue, log_path, concurrency=1, include="procedures.tests.fanout_tasks")
+    timeout_s = scaled_s(15)
+    try:
+        wait_until(lambda: "ready" in log_path.read_text(errors="replace"), timeout_s=scaled_s(60),
+                   what="celery worker ready")
+        caller = _caller(env, {"task": "hold", "values": [2.0] * 6, "queue": queue, "timeout_s": timeout_s,
+                               "register": ["hold", "pyros.tests.hold"]})
+        wait_until(lambda: "succeeded in" in log_path.read_text(errors="replace"), timeout_s=scaled_s(60),
+                   what="the first task done")
+        time.sleep(0.3)
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+        answer = _answer(caller, timeout_s + scaled_s(30))
+    finally:
+        _stop(worker)
+    error = answer.get("error")
+    assert error, answer
+    assert "pyros.tests.hold task(s) failed" in error and "pyros.tests.hold(2.0) [" in error
+    assert f"started on {queue}@localhost" in error and "the worker was lost" in error, error
+    assert answer["elapsed_s"] < timeout_s + scaled_s(3)  # the deadline, a ping, no hang
+
+
+def test_unknown_task_names_are_refused_before_anything_is_sent():
+    control = RunControl(item_id=0)
+    ctx = ProcedureContext(control=control, observatory=None, item_uid="x", procedure="t",
+                           logger=logging.getLogger("pyros.procedures.fanout-refusals"))
+    for name in ("rm_rf", "pyros.majordome.close_and_park", "pyros.common.notify", None):
+        with pytest.raises(ProcedureError, match=r"unknown task .*: procedures may send only the registered tasks: "
+                                                 r"measure_focus \(pyros.analyzer.measure_focus\), plate_solve"):
+            ctx.run(name, 1)
+    with pytest.raises(ProcedureError, match="unknown task 'shutdown'"):
+        ctx.group("shutdown", [1, 2])
+    with pytest.raises(ProcedureError, match="arguments must be JSON values"):
+        ctx.run("plate_solve", object())
+    with pytest.raises(ProcedureError, match="timeout_s must be a positive number"):
+        ctx.group("plate_solve", [1], timeout_s=-1)
+    assert fanout._dispatcher is None or not fanout._dispatcher.pending  # nothing was sent
+    assert control.snapshot()["published"] == {}
+
+
+def test_the_registered_tasks_exist_with_time_limits_and_go_to_the_analysis_queue():
+    from pyros.celery import app, route_task
+
+    for full in fanout.REGISTERED.values():
+        task = app.tasks[full]
+        assert task.time_limit and task.soft_time_limit and task.soft_time_limit < task.time_limit
+        assert task.track_started
+        assert route_task(full, (), {}, {}) == {"queue": "analysis"}
+        assert fanout.task_queue(full, app) == "analysis"
+
+
+@pytest.mark.django_db
+def test_the_analysis_tasks_measure_a_frame_by_path_and_refuse_paths_outside_the_data_folder(frames, settings):
+    from analyzer import tasks
+
+    settings.PYROS_DATA_DIR = frames
+    solved = tasks.plate_solve.run(f"seeing_{SEEING[0]}.fits")
+    assert solved["solved"] and abs(solved["field"]["ra_deg"] - 150.0) < 0.01 and solved["n_matched"] > 20
+    focus = tasks.measure_focus.run(f"seeing_{SEEING[1]}.fits")
+    assert abs(focus["fwhm_arcsec"] - SEEING[1]) < 0.35 * SEEING[1]
+    outside = tasks.measure_focus.run("../../etc/passwd")
+    assert outside["status"] == "failed" and "outside the data directory" in outside["failure_reason"]
+    assert tasks.plate_solve.run(999_999)["failure_reason"] == "Image matching query does not exist."
