@@ -339,6 +339,18 @@ class StepContext:
         for future in self._saves:
             future.result(max(0.1, deadline - time.monotonic()))
 
+    def run(self, task: str, *args, **options):
+        """``ctx.run`` of procedures.fanout, its result joining this step's data."""
+        from procedures.fanout import context_run
+
+        return context_run(self, task, *args, **options)
+
+    def group(self, task: str, values, *args, **options):
+        """``ctx.group`` of procedures.fanout, its results joining this step's data."""
+        from procedures.fanout import context_group
+
+        return context_group(self, task, values, *args, **options)
+
     def publish(self, **data) -> None:
         """Data of this step (stored with it; later steps read it through ``ctx.data``): JSON values only."""
         json.dumps(data)

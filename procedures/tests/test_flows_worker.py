@@ -62,14 +62,7 @@ def test_pointing_grid_killed_at_point_4_is_recovered_from_the_cli_without_redoi
         "hour_angles_h": [-1.0, -0.5, 0.0, 0.5, 1.0], "declinations_deg": decs, "exposure_s": 1.0, "settle_s": 0})
     running = lambda: StepRun.objects.filter(run__item__uid=item.uid, path="grid/4/expose",  # noqa: E731
                                              state="running").exists()
-    try:
-        wait_until(running, timeout_s=scaled_s(60), interval_s=0.05, what="point 4 exposing")
-    except AssertionError:
-        now = QueueItem.objects.get(uid=item.uid)
-        print(now.status, now.message, now.traceback, now.log[-20:])
-        print({p: (s.state, s.message[:200]) for p, s in _steps(now).items()})
-        print(flow_env["log"].read_text()[-3000:])
-        raise
+    wait_until(running, timeout_s=scaled_s(120), interval_s=0.05, what="point 4 exposing")
     time.sleep(0.3)  # mid-exposure
     os.kill(QueueState.objects.get().env_pid, signal.SIGKILL)
     cut = _ended(item.uid, scaled_s(20))

@@ -39,7 +39,7 @@
     if (!item) { box.innerHTML = '<h2 class="h6">Running</h2><p class="text-muted mb-0" id="running-none">nothing</p>'; return; }
     const p = item.progress;
     const log = (item.log || []).slice(-30).map((l) => `${esc(window.pyrosFormat.utc(l[0], "time"))} ${esc(l[1])} ${esc(l[2])}`).join("\n");
-    box.innerHTML = `<h2 class="h6">Running: <span id="running-name">${esc(item.procedure)}</span></h2>
+    box.innerHTML = `<h2 class="h6">Running: <a id="running-name" href="/procedures/items/${esc(item.uid)}/">${esc(item.procedure)}</a>${item.is_flow ? ` <a class="small" href="/procedures/items/${esc(item.uid)}/" id="running-steps">steps →</a>` : ""}</h2>
       <div class="small text-muted mb-1">${esc(JSON.stringify(item.params))} · ${item.duration_s ? item.duration_s.toFixed(0) : 0} s</div>
       ${bar(p)}<div class="small mb-2" id="progress-message">${esc(p.current ?? "")}${p.total ? " / " + esc(p.total) : ""} ${esc(p.message)}</div>
       <pre class="small bg-body-tertiary p-2 mb-0" id="live-log" style="max-height:16rem;overflow:auto">${log}</pre>`;
@@ -57,9 +57,10 @@
   }
   function drawHistory(items) {
     $("history").innerHTML = items.map((it) => `<tr data-uid="${it.uid}"><td>${esc(window.pyrosFormat.utc(it.ended_at, "time"))}</td>
-      <td>${esc(it.procedure)}</td><td><span class="badge text-bg-${it.status === "completed" ? "success" : it.status === "failed" ? "danger" : "warning"}">${esc(it.status)}</span></td>
+      <td><a href="/procedures/items/${esc(it.uid)}/">${esc(it.procedure)}</a>${it.recovers ? ' <span class="badge text-bg-light border" title="a recovery run">recovery</span>' : ""}</td><td><span class="badge text-bg-${it.status === "completed" ? "success" : it.status === "failed" ? "danger" : "warning"}">${esc(it.status)}</span></td>
       <td>${it.duration_s ? it.duration_s.toFixed(1) + " s" : ""}</td><td class="text-truncate" style="max-width:14rem" title="${esc(it.traceback || it.message)}">${esc(it.message)}</td>
-      <td>${operator ? '<button class="btn btn-sm btn-outline-primary py-0" data-requeue>again</button>' : ""}</td></tr>`).join("");
+      <td class="text-nowrap">${operator ? '<button class="btn btn-sm btn-outline-primary py-0" data-requeue>again</button>' : ""}
+      ${operator && it.recoverable ? '<button class="btn btn-sm btn-outline-success py-0" data-recover title="run the steps that did not succeed">recover</button>' : ""}</td></tr>`).join("");
   }
   async function refresh() {
     try {
@@ -134,6 +135,9 @@
       if (li && b.dataset.remove !== undefined) post("queue/remove/", {uid: li.dataset.uid});
       const tr = b.closest("tr[data-uid]");
       if (tr && b.dataset.requeue !== undefined) post("queue/history/requeue/", {uid: tr.dataset.uid});
+      if (tr && b.dataset.recover !== undefined && window.confirm("Recover this flow? A new run is queued at the front: the steps that succeeded are not run again, the others run again.")) {
+        post("queue/history/recover/", {uid: tr.dataset.uid});
+      }
     });
     // Drag and drop: dropping an item on another puts it before that one (after it when dropped on its lower half).
     let dragged = null;
