@@ -16,9 +16,10 @@ The contract with the script (README, "Script procedures"):
   (``setpriv --pdeathsig KILL``): a worker killed at its timeout takes the script with it.
 - **Output**: every stdout and stderr line goes to the item's log as it comes.
 - **Published data**: JSON objects, one per line, written to the file descriptor ``PYROS_PUBLISH_FD``
-  (``procedures.script_client.publish(**data)`` does it; from a shell: ``echo '{"free_gb": 12}'
-  >&"$PYROS_PUBLISH_FD"``). Each object is merged into the item's published data at once; the key
-  ``"$progress"`` (``{"current": 3, "total": 10, "message": "..."}``) sets the item's progress instead.
+  (``procedures.script_client.publish(**data)`` does it; from any POSIX shell: ``echo '{"free_gb": 12}'
+  > /dev/fd/$PYROS_PUBLISH_FD``: dash cannot write ``>&N`` to a descriptor above 9). Each object is merged
+  into the item's published data at once; the key ``"$progress"`` (``{"current": 3, "total": 10,
+  "message": "..."}``) sets the item's progress instead.
 - **Stop**: an abort (or the timeout) sends SIGINT to the whole process group, then SIGKILL ``grace_s``
   later (1 s by default) if anything is still running. When the script itself ends, whatever it left
   running in its process group is killed.

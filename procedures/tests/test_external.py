@@ -72,7 +72,7 @@ SHELL = '''#!/bin/sh
 # minimum = 1
 # --- end ---
 echo "args: $*"
-echo '{"from_shell": true}' >&"$PYROS_PUBLISH_FD"
+echo '{"from_shell": true}' > /dev/fd/$PYROS_PUBLISH_FD
 '''
 
 
@@ -206,6 +206,72 @@ def test_bad_calls_are_refused_before_anything_runs(scripts, ctx):
     scripts("publisher.py", PUBLISHER)
     with pytest.raises(ProcedureAborted):  # an aborted procedure starts nothing
         ctx.script("publisher.py", {"n": 1})
+
+
+API_USER = '''
+from procedures.script_client import ApiError, api, publish
+try:
+    answer = api("GET", "queue/")
+    publish(status=200, state=answer["queue"]["state"])
+except ApiError as exc:
+    publish(status=exc.status)
+'''
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_script_uses_the_rest_api_with_the_token_of_the_operator_who_queued_the_item(scripts, live_server,
+                                                                                        settings):
+    from rest_framework.authtoken.models import Token
+
+    from procedures.models import QueueItem
+    from pyrosapp.models import User
+    from pyrosapp.tests.factories import UserFactory
+
+    settings.PYROS_SITE_URL = live_server.url
+    scripts("api_user.py", API_USER)
+    operator = UserFactory(role=User.Role.OPERATOR)
+    astronomer = UserFactory(role=User.Role.ASTRONOMER)
+    outcomes = {}
+    for who in (operator.email, astronomer.email, "cli-without-account"):
+        item = QueueItem.objects.create(procedure="api_user", timeout_s=60, sky="none", added_by=who)
+        control = RunControl(item_id=item.pk)
+        context = ProcedureContext(control=control, observatory=None, item_uid=str(item.uid), procedure="api_user",
+                                   logger=logging.getLogger("pyros.procedures.api-user-test"))
+        outcomes[who] = context.script("api_user.py").published
+    assert outcomes[operator.email] == {"status": 200, "state": "stopped"}
+    assert Token.objects.filter(user=operator).exists() and not Token.objects.filter(user=astronomer).exists()
+    assert outcomes[astronomer.email] == {"status": 401} and outcomes["cli-without-account"] == {"status": 401}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_script_procedure_as_a_flow_step_publishes_into_the_steps_data(scripts, tmp_path):
+    from procedures import services
+    from procedures.flows import run_flow
+    from procedures.models import QueueItem, StepRun
+    from procedures.sdk import Flow, Step
+    from procedures.worker import _Modules
+
+    shell = scripts("shell_check.sh", SHELL, mode=0o755)
+    services.procedures_reload(directory=shell.parent.parent)
+    seen = {}
+
+    def after(ctx):
+        seen.update(ctx.data["check"])
+
+    flow = Flow(Step("check", "shell_check", params={"count": "2"}), Step("after", after, require="check"))
+    item = QueueItem.objects.create(procedure="flow", timeout_s=60, sky="none", status="running")
+    control = RunControl(item_id=item.pk)
+    logger = logging.getLogger(f"pyros.procedures.flow-{uuid.uuid4().hex[:8]}")
+    logger.addHandler(_ItemLogHandler(control))
+    logger.setLevel(logging.INFO)
+    context = ProcedureContext(control=control, observatory=None, item_uid=str(item.uid), procedure="flow",
+                               logger=logger)
+    run_flow(flow, ctx=context, item=item, resolve_procedure=_Modules().resolver())
+    check = StepRun.objects.get(run__item=item, path="check")
+    assert check.state == "succeeded" and check.data["from_shell"] is True
+    assert check.data["scripts"]["shell_check.sh"]["exit_status"] == 0 and check.data["result"]["exit_status"] == 0
+    assert seen["from_shell"] is True  # a later step reads it
+    assert "[check] shell_check.sh> args: --count=2 --label=x" in _log_text(context)
 
 
 def test_the_script_environment_is_clean_and_arguments_follow_the_parameters(tmp_path):
