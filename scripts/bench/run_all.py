@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["devices", "scheduler", "requests", "execution", "procedures", "safety", "alerts_comet", "alerts", "kafka", "tiling", "analyzer", "dashboard"]
+ORDER = ["devices", "scheduler", "requests", "execution", "procedures", "flows", "safety", "alerts_comet", "alerts", "kafka", "tiling", "analyzer", "dashboard"]
 
 
 def main(argv: list[str]) -> int:
