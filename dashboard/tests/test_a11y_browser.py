@@ -147,11 +147,41 @@ CONTRAST_SCRIPT = """
 """
 
 
-def test_rendered_text_badges_and_buttons_reach_wcag_aa(require_chromium, site_with_data, live_server, browser):
+CHARTS_SCRIPT = """
+() => [...document.querySelectorAll(".js-plotly-plot")].map((el) => {
+  const named = el.closest("[aria-label]");
+  const text = (selector) => [...el.querySelectorAll(selector)].map((t) => t.textContent.trim()).filter(Boolean);
+  return {id: el.id || el.className, name: named ? named.getAttribute("aria-label") : "",
+          role: named ? named.getAttribute("role") : "", title: text(".gtitle"),
+          x: text(".g-xtitle text, .g-x2title text"), y: text(".g-ytitle text, .g-y2title text")};
+})
+"""
+
+
+def chart_problems(charts: list[dict]) -> list[str]:
+    """A chart needs a name for assistive technology; one drawn with axes also a visible title and axis
+    titles (the sparkline, a picture named by its label, has neither axes nor title)."""
+    problems = []
+    for chart in charts:
+        if len(chart["name"]) < 10:
+            problems.append(f"{chart['id']}: no accessible name")
+        if chart["role"] == "img":
+            continue
+        if not chart["title"]:
+            problems.append(f"{chart['id']}: no visible title")
+        if not chart["x"] or not chart["y"]:
+            problems.append(f"{chart['id']}: axis without a title (x {chart['x']}, y {chart['y']})")
+        elif not any("(" in t for t in chart["x"] + chart["y"]):
+            problems.append(f"{chart['id']}: no unit in the axis titles {chart['x'] + chart['y']}")
+    return problems
+
+
+def test_rendered_text_badges_and_buttons_reach_wcag_aa(require_chromium, site_with_data, live_server, browser,
+                                                         screenshot_dir):
     """Every visible text on every page a user reaches, as drawn: 4.5:1 (3:1 for large text); badges
-    stand out from the page."""
+    stand out from the page. On the way, every chart drawn: a name, a title, axis titles with units."""
     data = site_with_data
-    failures, checked = {}, 0
+    failures, checked, charts, chart_failures = {}, 0, 0, {}
     for role, pages in user_pages(data).items():
         context = browser.new_context(viewport=DESKTOP)
         page = context.new_page()
@@ -163,9 +193,18 @@ def test_rendered_text_badges_and_buttons_reach_wcag_aa(require_chromium, site_w
             checked += result["checked"]
             if result["failures"]:
                 failures[f"{role} {path}"] = result["failures"]
+            drawn = page.evaluate(CHARTS_SCRIPT)
+            charts += len(drawn)
+            if drawn:
+                name = re.sub(r"\W+", "_", path).strip("_") or "home"
+                page.screenshot(path=str(screenshot_dir / f"charts_{role}_{name}.png"), full_page=True)
+            if chart_problems(drawn):
+                chart_failures[f"{role} {path}"] = chart_problems(drawn)
         context.close()
     assert checked > 500  # the walk saw the pages' texts
     assert not failures
+    assert charts >= 4  # the plan on the dashboard and the schedule, the schedule's altitudes, a request's
+    assert not chart_failures
 
 
 def test_the_cancelled_badge_is_visible_and_readable(require_chromium, site_with_data, live_server, page):

@@ -70,3 +70,11 @@ window.pyrosFormat = (() => {
   }
   return {utc, ra, dec, angle, asDate};
 })();
+
+// A chart drawn by a script (Plotly's SVG says nothing to a screen reader): a figure with a name saying
+// what it shows. Templates name their chart containers already; scripts refine the name with the data.
+window.pyrosFigure = (element, name) => {
+  if (!element) return;
+  if (!element.getAttribute("role")) element.setAttribute("role", "figure");
+  element.setAttribute("aria-label", name);
+};

@@ -41,12 +41,14 @@
         fillcolor: "rgba(80,110,200,0.18)", line: {width: 0}, layer: "below"}));
       shapes.push({type: "line", xref: "paper", x0: 0, x1: 1, y0: fig.limit_deg, y1: fig.limit_deg,
                    line: {color: "#e55", dash: "dash", width: 1.5}});
+      window.pyrosFigure(box, `${fig.title}: altitude in degrees against time (UTC) over the window's first week, ` +
+                              `highest ${best === null ? "unknown" : best.toFixed(0) + "°"}, limit ${fig.limit_deg}°`);
       Plotly.newPlot(box, [
         {x: fig.times, y: fig.altitude, customdata: fig.airmass, name: "target", mode: "lines",
          hovertemplate: "%{x}<br>altitude %{y:.1f}°<br>airmass %{customdata:.2f}<extra></extra>"},
         {x: fig.times, y: fig.moon, name: "Moon", mode: "lines", line: {color: "#bbb", dash: "dot", width: 1}},
-      ], {title: {text: fig.title, font: {size: 13}}, shapes, margin: {l: 50, r: 10, t: 30, b: 40},
-          yaxis: {title: "altitude (°)", range: [0, 90]}, xaxis: {title: "UTC"}, legend: {orientation: "h"},
+      ], {title: {text: fig.title, x: 0, xanchor: "left", y: 0.97, font: {size: 13}}, shapes, margin: {l: 55, r: 10, t: 50, b: 50},
+          yaxis: {title: {text: "altitude (°)"}, range: [0, 90]}, xaxis: {title: {text: "time (UTC)"}}, legend: {orientation: "h", y: 1.0, yanchor: "bottom", x: 1, xanchor: "right"},
           paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)"}, {displaylogo: false, responsive: true});
     } catch (error) { say(row, error.message, false); }
   };

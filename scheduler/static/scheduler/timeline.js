@@ -67,10 +67,10 @@
   function baseLayout(data, extra) {
     return Object.assign({
       paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)", font: {color: TEXT_COLOR, size: 12},
-      margin: {l: 150, r: 20, t: 30, b: 50},
-      xaxis: {type: "date", range: data.range, gridcolor: GRID_COLOR, title: {text: "UTC"}, tickformat: "%H:%M"},
+      margin: {l: 150, r: 20, t: 60, b: 50},
+      xaxis: {type: "date", range: data.range, gridcolor: GRID_COLOR, title: {text: "time (UTC)"}, tickformat: "%H:%M"},
       shapes: backgroundShapes(data), annotations: annotations(data), hovermode: "closest",
-      legend: {orientation: "h", y: 1.08, x: 1, xanchor: "right"},
+      legend: {orientation: "h", y: 1.02, yanchor: "bottom", x: 1, xanchor: "right"},
     }, extra);
   }
 
@@ -97,13 +97,14 @@
   }
 
   function altitudeTraces(data) {
-    const palette = ["#0d6efd", "#20c997", "#fd7e14", "#d63384", "#6f42c1", "#0dcaf0", "#ffc107", "#198754"];
+    // Light tints: every curve at least 3:1 against the dark page (WCAG 1.4.11, graphical objects).
+    const palette = ["#6ea8fe", "#20c997", "#fd7e14", "#e685b5", "#a98eda", "#0dcaf0", "#ffc107", "#75b798"];
     const traces = [];
     const times = data.times || [];
     (data.altitudes || []).forEach((curve, k) => {
       const color = palette[k % palette.length];
       traces.push({type: "scatter", mode: "lines", x: times, y: curve.alt_deg, name: curve.label,
-                   line: {color: color, width: 1}, opacity: 0.35, showlegend: false, hoverinfo: "skip"});
+                   line: {color: color, width: 1}, opacity: 0.5, showlegend: false, hoverinfo: "skip"});
       const entry = data.entries.find((e) => e.label === curve.label);
       if (!entry) return;
       // The part of the curve inside the scheduled block, drawn thick.
@@ -127,9 +128,18 @@
       return;
     }
     const rows = new Set(data.entries.map((e) => e.label)).size;
+    const range = (data.range || []).length === 2
+      ? window.pyrosFormat.utc(data.range[0], "date") + ", " + utcHM(data.range[0]) + "–" + utcHM(data.range[1]) : "";
+    const title = "Planned sequences" + (range ? " (" + range + ")" : "");
+    window.pyrosFigure(element, title + ": " + (data.entries.length
+      ? data.entries.length + " planned: " + data.entries.slice(0, 10).map((e) => utcHM(e.start) + " " + e.target).join("; ") +
+        (data.entries.length > 10 ? "; …" : "")
+      : "nothing planned"));
     const layout = baseLayout(data, {
-      height: Math.max(240, 80 + 22 * rows), barmode: "overlay",
+      title: {text: title, x: 0, xanchor: "left", font: {size: 13}},
+      height: Math.max(260, 110 + 22 * rows), barmode: "overlay",
       yaxis: {autorange: "reversed", type: "category", gridcolor: GRID_COLOR, automargin: true,
+              title: {text: "target (sequence)"},
               categoryorder: "array", categoryarray: data.entries.map((e) => e.label)},
     });
     if (!data.entries.length) {
@@ -143,7 +153,9 @@
     });
     const altitudeElement = options.altitudeElement;
     if (altitudeElement && (data.altitudes || []).length) {
+      window.pyrosFigure(altitudeElement, "Altitude of the planned targets over the night, in degrees");
       const altitudeLayout = baseLayout(data, {
+        title: {text: "Altitude of the planned targets", x: 0, xanchor: "left", font: {size: 13}},
         height: 320, showlegend: false,
         yaxis: {range: [0, 90], title: {text: "altitude (°)"}, gridcolor: GRID_COLOR, dtick: 15},
       });
