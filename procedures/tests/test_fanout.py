@@ -223,3 +223,52 @@ def test_the_analysis_tasks_measure_a_frame_by_path_and_refuse_paths_outside_the
     outside = tasks.measure_focus.run("../../etc/passwd")
     assert outside["status"] == "failed" and "outside the data directory" in outside["failure_reason"]
     assert tasks.plate_solve.run(999_999)["failure_reason"] == "Image matching query does not exist."
+
+
+FOCUS_PROCEDURE = '''
+from procedures.sdk import procedure
+
+@procedure(timeout_s=300, sky="none")
+def focus_frames(ctx, *, frames: list[str] = (), queue: str = "analysis"):
+    """Measure frames on the analysis workers."""
+    results = ctx.group("measure_focus", frames, queue=queue)
+    return {"fwhm_arcsec": [r["fwhm_arcsec"] for r in results]}
+'''
+
+
+@pytest.mark.slow
+def test_a_procedure_in_the_real_queue_worker_fans_out_and_gets_its_results(procedures_dir, frames, tmp_path,
+                                                                            transactional_db, settings):
+    """The queue manager's worker process (its own Celery client) and a Celery worker, on the broker the
+    environment names (the embedded one by default, under this test's PYROS_VAR_DIR)."""
+    from common.testing import test_database_url
+    from procedures import services
+    from procedures.models import QueueItem, QueueState
+    from procedures.testing import queue_manager
+    from pyros.demo import seed_demo
+    from pyrosapp.models import ObservatoryState
+
+    seed = seed_demo()
+    ObservatoryState.objects.filter(site=seed.site).update(phase="night", safety="safe", mode="manual")
+    (procedures_dir / "focus_frames.py").write_text(FOCUS_PROCEDURE)
+    services.procedures_reload(directory=procedures_dir)
+    queue = f"analysis-fanout-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    env = {"PYROS_PROCEDURES_DIR": str(procedures_dir), "PYROS_DATA_DIR": str(frames),
+           "PYROS_VAR_DIR": str(tmp_path / "var"), "PYROS_INDI_HOST": "127.0.0.1", "PYROS_INDI_PORT": "9"}
+    worker = _worker({**os.environ, "DJANGO_SETTINGS_MODULE": "pyros.settings", "DATABASE_URL": test_database_url(),
+                      **env}, queue, tmp_path / "worker.log", concurrency=2)
+    values = [f"seeing_{SEEING[i % 2]}.fits" for i in range(6)]
+    try:
+        with queue_manager(database_url=test_database_url(), env=env, log_path=tmp_path / "manager.log"):
+            services.queue_start(by="test")
+            item = services.queue_item_add(procedure="focus_frames", params={"frames": values, "queue": queue},
+                                           by="test")
+            done = wait_until(lambda: (i := QueueItem.objects.get(uid=item.uid)).status in QueueItem.ENDED and i,
+                              timeout_s=scaled_s(120), what="focus_frames ended")
+            assert QueueState.objects.get().env_status in ("idle", "busy")
+    finally:
+        _stop(worker)
+    assert done.status == "completed", (done.message, (tmp_path / "manager.log").read_text()[-3000:])
+    fwhm = done.published["result"]["fwhm_arcsec"]
+    assert len(fwhm) == 6 and all(f < 2.2 for f in fwhm[::2]) and all(f > 2.2 for f in fwhm[1::2])
+    assert [r["image"] for r in done.published["measure_focus"]] == values
