@@ -1,5 +1,5 @@
 """Pointing model grid, as a flow: for each point of an hour-angle x declination grid, slew, expose and
-plate-solve; then the offsets of all points (the pointing model's input). Each point's steps are stored as they
+plate-solve (fanned out to the analysis workers: ``ctx.run("plate_solve", image_id)``); then the offsets of all points (the pointing model's input). Each point's steps are stored as they
 end, so a run killed at point 31 is recovered (page, ``pyros queue recover``) from point 31: the points
 already measured keep their frames and offsets. The plate-solve of a point runs while the telescope slews to
 the next one (it is not a telescope step)."""
@@ -54,42 +54,21 @@ def expose(ctx, *, exposure_s: float, filter_name: str):
     ctx.publish(image=frame.image_id, path=frame.path)
 
 
-def solve(ctx):
-    """Plate-solve the point's frame (the analyzer: the header's pointing refined against the reference
-    catalogue, else astrometry.net) and measure its offset from where the mount said it pointed."""
-    from analyzer.services import data_path, image_analyze
-
+def solve(ctx, *, queue: str):
+    """Plate-solve the point's frame on the analysis workers (fanned out: the analyzer's plate_solve task,
+    the header's pointing refined against the reference catalogue, else astrometry.net): where it points and
+    its offset from where the mount said it pointed."""
     image_id = ctx.data["expose"]["image"]
-    analysis = image_analyze(image_id=image_id)
-    result = analysis.results or {}
-    if not result.get("wcs_header"):
-        reason = (result.get("astrometry") or {}).get("reason") or analysis.failure_reason or "no solution"
-        ctx.publish(solved=False, reason=reason[:300])
+    ctx.set_progress(0, 1, f"plate-solving image {image_id}")
+    solved = ctx.run("plate_solve", image_id, queue=queue or None, publish_as="")
+    if not solved.get("solved"):
+        reason = solved.get("failure_reason") or "no solution"
+        ctx.publish(solved=False, reason=str(reason)[:300])
         ctx.log.warning("point %s not solved: %s", ctx.key, reason)
         return
-    ra, dec = solved_centre(result["wcs_header"], data_path(ctx.data["expose"]["path"]))
-    pointed = ctx.data["slew"]
-    d_ra = ((ra - pointed["mount_ra_deg"] + 180.0) % 360.0 - 180.0) * math.cos(math.radians(dec)) * 3600.0
-    d_dec = (dec - pointed["mount_dec_deg"]) * 3600.0
-    ctx.publish(solved=True, solved_ra_deg=round(ra, 6), solved_dec_deg=round(dec, 6),
-                offset_ra_arcsec=round(d_ra, 2), offset_dec_arcsec=round(d_dec, 2),
-                method=(result.get("astrometry") or {}).get("method"))
-
-
-def solved_centre(wcs_cards: dict, path) -> tuple[float, float]:
-    import warnings
-
-    from astropy.io import fits
-    from astropy.wcs import WCS
-
-    with fits.open(path) as hdul:
-        header = next(h for h in hdul if h.data is not None).header
-        height, width = int(header["NAXIS2"]), int(header["NAXIS1"])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        wcs = WCS(fits.Header(wcs_cards), naxis=2)
-    (ra, dec), = wcs.all_pix2world([[(width - 1) / 2.0, (height - 1) / 2.0]], 0)
-    return float(ra), float(dec)
+    ctx.publish(solved=True, solved_ra_deg=solved["field"]["ra_deg"], solved_dec_deg=solved["field"]["dec_deg"],
+                offset_ra_arcsec=solved["offset_ra_arcsec"], offset_dec_arcsec=solved["offset_dec_arcsec"],
+                method=solved.get("method"), rms_arcsec=solved.get("rms_arcsec"))
 
 
 def offsets(ctx):
@@ -120,7 +99,8 @@ def pointing_grid(ctx, *,
                   declinations_deg: list[float] = (0.0, 30.0, 60.0),
                   exposure_s: Annotated[float, Param(unit="s", minimum=0.01)] = 5.0,
                   filter_name: str = "",
-                  settle_s: Annotated[float, Param(unit="s", minimum=0)] = 2.0):
+                  settle_s: Annotated[float, Param(unit="s", minimum=0)] = 2.0,
+                  analysis_queue: str = ""):
     """For each point of an hour-angle x declination grid: slew, take a frame, plate-solve it; then the
     offsets of every solved point. A flow: killed or failed, it is recovered without redoing the points done.
 
@@ -130,6 +110,7 @@ def pointing_grid(ctx, *,
         exposure_s (s): exposure of each frame
         filter_name: filter (empty: the current one)
         settle_s (s): wait after each slew
+        analysis_queue: Celery queue of the plate-solves (empty: the analysis workers')
     """
     points = [[float(ha), float(dec)] for dec in declinations_deg for ha in hour_angles_h]
     if not points:
@@ -139,7 +120,7 @@ def pointing_grid(ctx, *,
         Loop("grid", points,
              Step("slew", slew, telescope=True, params={"settle_s": settle_s}),
              Step("expose", expose, telescope=True, params={"exposure_s": exposure_s, "filter_name": filter_name}),
-             Step("solve", solve),
+             Step("solve", solve, params={"queue": analysis_queue}),
              require="prepare", overlap=True, title="grid points"),
         Step("offsets", offsets, require="grid"),
         max_concurrent=2,

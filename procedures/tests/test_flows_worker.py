@@ -1,6 +1,6 @@
-"""Flows on real processes: the shipped pointing-model grid on the INDI simulators, its worker killed with
-SIGKILL mid-grid, then recovered from the `pyros` CLI: only the unfinished points are measured again (the
-frames are counted: no duplicate FITS file, no duplicate Image row)."""
+"""Flows on real processes: the shipped pointing-model grid on the INDI simulators (plate-solves fanned out to
+a real Celery worker), its worker killed with SIGKILL mid-grid, then recovered from the `pyros` CLI: only the
+unfinished points are measured again (the frames are counted: no duplicate FITS file, no duplicate Image row)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -27,17 +28,36 @@ pytestmark = [pytest.mark.slow]
 
 @pytest.fixture
 def flow_env(night_observatory, procedures_dir, tmp_path, settings):
+    """The simulators, the queue manager (queue started) and a Celery worker for the plate-solves, on a queue
+    of its own, all on the embedded broker under this test's PYROS_VAR_DIR."""
     seed, port = night_observatory
     services.procedures_reload(directory=procedures_dir)
     ObservatoryState.objects.update(mode="manual")
+    queue = f"analysis-flows-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     env = {"PYROS_PROCEDURES_DIR": str(procedures_dir), "PYROS_INDI_HOST": "127.0.0.1",
            "PYROS_INDI_PORT": str(port), "PYROS_DATA_DIR": str(settings.PYROS_DATA_DIR),
-           "PYROS_QUEUE_ABORT_GRACE_S": "5"}
-    with queue_manager(database_url=database_url(), env=env, log_path=tmp_path / "manager.log") as proc:
-        services.queue_start(by="test")
-        wait_until(lambda: QueueState.objects.get().env_status == "idle", timeout_s=scaled_s(60),
-                   what="worker environment open")
-        yield {"proc": proc, "data": Path(settings.PYROS_DATA_DIR), "log": tmp_path / "manager.log"}
+           "PYROS_QUEUE_ABORT_GRACE_S": "5", "PYROS_VAR_DIR": str(tmp_path / "var"),
+           "CELERY_BROKER_URL": "filesystem://"}
+    full = {**os.environ, **env, "DJANGO_SETTINGS_MODULE": "pyros.settings", "DATABASE_URL": database_url()}
+    full.pop("CELERY_RESULT_BACKEND", None)  # the embedded default: file:// under PYROS_VAR_DIR
+    with open(tmp_path / "celery.log", "ab") as out:
+        celery = subprocess.Popen([sys.executable, "-m", "celery", "-A", "pyros", "worker", "-Q", queue, "-P",
+                                   "threads", "-c", "2", "--without-gossip", "--without-mingle",
+                                   "--without-heartbeat", "-n", f"{queue}@localhost"], cwd=Path(__file__).parents[2],
+                                  env=full, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        with queue_manager(database_url=database_url(), env=env, log_path=tmp_path / "manager.log") as proc:
+            services.queue_start(by="test")
+            wait_until(lambda: QueueState.objects.get().env_status == "idle", timeout_s=scaled_s(60),
+                       what="worker environment open")
+            yield {"proc": proc, "data": Path(settings.PYROS_DATA_DIR), "queue": queue}
+    finally:
+        celery.terminate()
+        try:
+            celery.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            celery.kill()
+            celery.wait(timeout=5)
 
 
 def _ended(uid, timeout_s: float) -> QueueItem:
@@ -59,7 +79,8 @@ def test_pointing_grid_killed_at_point_4_is_recovered_from_the_cli_without_redoi
     site = Site.objects.get(is_active=True)
     decs = [round(site.latitude_deg - 15), round(site.latitude_deg + 5)]
     item = services.queue_item_add(procedure="pointing_grid", by="test", params={
-        "hour_angles_h": [-1.0, -0.5, 0.0, 0.5, 1.0], "declinations_deg": decs, "exposure_s": 1.0, "settle_s": 0})
+        "hour_angles_h": [-1.0, -0.5, 0.0, 0.5, 1.0], "declinations_deg": decs, "exposure_s": 1.0, "settle_s": 0,
+        "analysis_queue": flow_env["queue"]})
     running = lambda: StepRun.objects.filter(run__item__uid=item.uid, path="grid/4/expose",  # noqa: E731
                                              state="running").exists()
     wait_until(running, timeout_s=scaled_s(120), interval_s=0.05, what="point 4 exposing")
@@ -78,8 +99,7 @@ def test_pointing_grid_killed_at_point_4_is_recovered_from_the_cli_without_redoi
     assert "recovery of pointing_grid queued at the front" in r.stdout
     recovery = QueueItem.objects.get(recovers=cut)
     done = _ended(recovery.uid, scaled_s(240))
-    assert done.status == "completed", (done.message, [s.data for s in StepRun.objects.filter(
-        run__item=done, name="solve")])
+    assert done.status == "completed", (done.message, done.traceback)
 
     # Ten points, ten frames: one FITS file and one Image row per point, none taken twice.
     images = list(Image.objects.order_by("pk"))
@@ -94,6 +114,9 @@ def test_pointing_grid_killed_at_point_4_is_recovered_from_the_cli_without_redoi
     assert done.published["flow"]["reused"] >= 1 + 3 * 2
     assert done.published["of"] == 10 and done.published["solved"] == len(done.published["points"]) >= 8
     assert done.published["rms_after_mean_arcsec"] < 60  # the simulator's pointing is good
+    solves = [steps[f"grid/{i}/solve"] for i in range(1, 11)]
+    assert sum(1 for s in solves if s.data.get("solved")) == done.published["solved"]
+    assert all(s.data.get("method") for s in solves if s.data.get("solved"))  # solved by the Celery worker
     r = _pyros(live_server.url, token, "queue", "flow", str(done.uid))
     assert r.returncode == 0 and "(earlier run)" in r.stdout and "grid" in r.stdout
     r = _pyros(live_server.url, token, "queue", "recover", str(done.uid))
