@@ -49,7 +49,7 @@
       ["outcome", item.message || "—"], ["progress", `${item.progress.current ?? ""}${item.progress.total ? " / " + item.progress.total : ""} ${item.progress.message || ""}`]];
     if (item.published && Object.keys(item.published).length) facts.push(["published", JSON.stringify(item.published)]);
     $("item-facts").innerHTML = facts.map(([k, v]) => `<dt class="col-4">${esc(k)}</dt><dd class="col-8 text-break">${esc(v)}</dd>`).join("");
-    const log = (item.log || []).slice(-200).map((l) => `${esc(l[0].slice(11, 19))} ${esc(l[1])} ${esc(l[2])}`).join("\n");
+    const log = (item.log || []).slice(-200).map((l) => `${esc(time(l[0]))} ${esc(l[1])} ${esc(l[2])}`).join("\n");
     const pre = $("item-log");
     const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
     pre.innerHTML = log;
