@@ -230,6 +230,8 @@ def describe_script(name: str, path: Path) -> ModuleSpec:
                               "it is the procedure's name")
         if path.suffix != ".py" and not os.access(path, os.X_OK):
             raise SchemaError(f"{path.name} is not executable: chmod +x it (with a #! line), or name it *.py")
+        if path.suffix != ".py" and not data.startswith(b"#!"):
+            raise SchemaError(f"{path.name} needs a #! first line naming its interpreter (e.g. #!/bin/sh)")
         header = script_header(data.decode("utf-8", errors="replace"))
         unknown = set(header) - _SCRIPT_KEYS
         if unknown:

@@ -301,6 +301,9 @@ def test_the_loader_lists_script_procedures_with_their_schema_and_reports_bad_he
     shell.write_text(SHELL)
     shell.chmod(0o755)
     (folder / "scripts" / "no_header.py").write_text("print('hi')\n")
+    no_shebang = folder / "scripts" / "no_shebang.sh"
+    no_shebang.write_text(SHELL.split("\n", 1)[1])
+    no_shebang.chmod(0o755)
     (folder / "scripts" / "bad_default.py").write_text(
         '# --- pyros procedure ---\n# [params.n]\n# type = "integer"\n# minimum = 1\n# default = 0\n# --- end ---\n')
     (folder / "scripts" / "typo.py").write_text(
@@ -314,6 +317,7 @@ def test_the_loader_lists_script_procedures_with_their_schema_and_reports_bad_he
     assert proc.schema["required"] == ["count"] and proc.schema["additionalProperties"] is False
     assert proc.timeout_s > 30  # the item's timeout leaves the script's own timeout room to act first
     assert "no header" in specs["scripts/no_header.py"].error
+    assert "needs a #! first line" in specs["scripts/no_shebang.sh"].error
     assert "default 0 is invalid" in specs["scripts/bad_default.py"].error
     assert "unknown header key(s) timeout" in specs["scripts/typo.py"].error
 
