@@ -3,6 +3,20 @@ bounds, and the exceptions. A procedure is a function ``def name(ctx, *, param: 
 ``ctx`` is the :class:`procedures.context.ProcedureContext` the worker gives it (devices, progress, abort,
 logger, publish, frames). See CONTRIBUTING.md, "Writing a procedure".
 
+A procedure that returns a ``Flow`` is a flow: named ``Step``s (functions, or other procedures by name),
+``Group``s and ``Loop``s with ``require=`` dependencies on other steps' outcomes; each step's state and data are
+stored, and a recovery run skips the steps that succeeded (procedures/flows.py runs them):
+
+    @procedure(timeout_s=3600, sky="none")
+    def end_of_night(ctx, *, darks: int = 5):
+        return Flow(
+            Step("park", park, telescope=True),
+            Step("close", close_dome, telescope=True, require=(("park", "success"),)),
+            Loop("darks", list(range(darks)), Step("dark", take_dark, telescope=True), require="close"),
+            Step("disk", check_disk, require="close"),            # beside the darks (no telescope)
+            Step("report", night_report, require=("darks", "disk")),
+            max_concurrent=3)
+
     from typing import Annotated
     from procedures.sdk import Param, procedure
 

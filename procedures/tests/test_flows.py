@@ -345,3 +345,32 @@ def test_recover_refuses_what_it_cannot_recover(loaded):
     with pytest.raises(QueueError, match="already queued"):
         services.queue_item_recover(uid=failed.uid)
     assert QueueItem.objects.filter(status="queued").count() == 1 and again.position == 0
+
+
+def test_the_api_shows_the_steps_and_recovers_for_operators_only(loaded):
+    from rest_framework.test import APIClient
+
+    from pyrosapp.models import User
+    from pyrosapp.tests.factories import UserFactory
+
+    calls = Journal()
+    failed = run(Flow(Step("a", step(calls)), Loop("l", [1, 2], Step("b", step(calls, fail=True)), require="a")))
+    astro, op = APIClient(), APIClient()
+    astro.force_authenticate(UserFactory(role=User.Role.ASTRONOMER))
+    op.force_authenticate(UserFactory(role=User.Role.OPERATOR))
+    body = astro.get(f"/api/queue/items/{failed.uid}/").json()
+    assert body["item"]["is_flow"] and body["item"]["recoverable"]
+    steps = {s["path"]: s for s in body["flow"]["steps"]}
+    assert list(steps) == ["a", "l", "l/1", "l/1/b", "l/2", "l/2/b"]
+    assert steps["l/1"]["parent"] == "l" and steps["l/1"]["value"] == 1 and steps["l/1/b"]["depth"] == 2
+    assert steps["l/1/b"]["state"] == "failed" and "RuntimeError: l/1/b broke" in steps["l/1/b"]["message"]
+    assert body["flow"]["counts"]["succeeded"] == 1 and body["flow"]["counts"]["pending"] == 1
+    r = astro.post("/api/queue/history/recover/", {"uid": str(failed.uid)}, format="json")
+    assert r.status_code == 403 and not QueueItem.objects.filter(recovers=failed).exists()
+    r = op.post("/api/queue/history/recover/", {"uid": str(failed.uid)}, format="json")
+    assert r.status_code == 200 and r.json()["success"] and r.json()["item"]["recovers"] == str(failed.uid)
+    r = op.post("/api/queue/history/recover/", {"uid": str(failed.uid)}, format="json")
+    assert r.status_code == 409 and r.json()["success"] is False and "already queued" in r.json()["msg"]
+    assert op.get(f"/api/queue/items/{failed.uid}/").json()["flow"]["recoveries"][0]["status"] == "queued"
+    schema = op.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    assert "/api/queue/history/recover/" in schema["paths"]
