@@ -144,3 +144,51 @@ def test_event_pages_show_rounded_positions_and_utc_times(operator_client, site)
     assert "RA 12h30m49.42s, Dec +12°23′28.0″, error 3.5′" in detail
     assert "2026-12-04 23:41:07.123 UTC" in detail
     assert_readable(detail)
+
+
+def test_django_formats_dates_the_same_way(settings):
+    """What Django formats by itself (the backoffice's lists) follows the same rules, through
+    common/locale_formats (settings.FORMAT_MODULE_PATH)."""
+    from django.utils import formats as django_formats
+
+    settings.FORMAT_MODULE_PATH = ["common.locale_formats"]
+    django_formats._format_cache.clear()
+    django_formats._format_modules_cache.clear()
+    try:
+        assert django_formats.localize(BURST) == "2026-12-04 23:41:07 UTC"
+        assert django_formats.localize(BURST.date()) == "2026-12-04"
+        assert Template("{{ t }}|{{ t|date }}|{{ t|date:'SHORT_DATETIME_FORMAT' }}").render(Context({"t": BURST})) == \
+            "2026-12-04 23:41:07 UTC|2026-12-04|2026-12-04 23:41 UTC"
+    finally:
+        django_formats._format_cache.clear()
+        django_formats._format_modules_cache.clear()
+
+
+def test_no_page_shows_a_raw_float_or_a_locale_date(client, db, settings):
+    """Every page a user reaches, with data on it: no 187.70593041666667, no 'Dec. 4, 2026, 11:41 p.m.'
+    (the backoffice's lists format dates through common/locale_formats)."""
+    from django.utils import formats as django_formats
+
+    from dashboard.tests.pages import ADMIN_PAGES, ANONYMOUS_PAGES, build_site, user_pages
+
+    settings.FORMAT_MODULE_PATH = ["common.locale_formats"]
+    django_formats._format_cache.clear()
+    django_formats._format_modules_cache.clear()
+    data = build_site()
+    walked = 0
+    for path in ANONYMOUS_PAGES:
+        response = client.get(path)
+        assert response.status_code == 200, path
+        assert_readable(response.content.decode())
+        walked += 1
+    for role, paths in [*user_pages(data).items(), ("administrator", ADMIN_PAGES)]:
+        client.force_login(m.User.objects.get(email=data.seed.credentials[role][0]))
+        for path in paths:
+            response = client.get(path)
+            assert response.status_code == 200, (role, path)
+            try:
+                assert_readable(response.content.decode())
+            except AssertionError as error:
+                raise AssertionError(f"{role} {path}: {error}") from None
+            walked += 1
+    assert walked >= 30
