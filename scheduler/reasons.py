@@ -177,7 +177,7 @@ def reason_text(code: str, values: dict[str, Any]) -> str:
         return (f"outside its time window: a {needs} block does not fit in its window during this night "
                 f"({_span(v.get('plan_start'), v.get('night_end'))})")
     if code == "window_not_tonight":
-        return "outside its time window: its window is not in tonight's night"
+        return "outside its time window: its window does not overlap what is left of tonight"
     if code == "window_too_short":
         return (f"outside its time window: a {needs} block does not fit in "
                 f"{_span(v.get('window_start'), v.get('window_end'))}")
