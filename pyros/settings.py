@@ -305,6 +305,10 @@ PYROS_KAFKA_BOOTSTRAP = env_str("PYROS_KAFKA_BOOTSTRAP", "")
 PYROS_COMET_REMOTES = env_list("PYROS_COMET_REMOTES", [])
 PYROS_INDI_HOST = env_str("PYROS_INDI_HOST", "127.0.0.1")
 PYROS_INDI_PORT = env_int("PYROS_INDI_PORT", 7624)
+# Device backends per kind: PYROS_DEVICE_BACKEND, PYROS_<KIND>_BACKEND, PYROS_ALPACA_* are read from the environment
+# by devices.observatory; the backoffice's "Device backends" override them per kind (pyrosapp.DeviceConfiguration).
+# The backoffice's "Discover Alpaca devices" page asks on this UDP port (32227 in the Alpaca standard).
+PYROS_ALPACA_DISCOVERY_PORT = env_int("PYROS_ALPACA_DISCOVERY_PORT", 32227)
 PYROS_SIMULATOR_SPEED = env_float("PYROS_SIMULATOR_SPEED", 1.0)
 PYROS_DEMO_SITE = env_str("PYROS_DEMO_SITE", "")
 PYROS_REQUIRE_SERVICES = env_bool("PYROS_REQUIRE_SERVICES", False)

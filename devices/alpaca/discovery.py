@@ -133,6 +133,35 @@ def list_devices(host: str, port: int, *, timeout_s: float = 2.0) -> list[Alpaca
     return devices
 
 
+class NoSuchAlpacaDevice(ValueError):
+    """The Alpaca server does not answer, or has no device of that type and number (the message says which
+    it has)."""
+
+
+def check_device(host: str, port: int, kind: str, number: int, *, timeout_s: float = 2.0) -> str:
+    """The ``Name`` of device ``number`` of PyROS kind ``kind`` (``camera``, ``safety_monitor``...) on the
+    Alpaca server ``host``:``port``; NoSuchAlpacaDevice if it is not there."""
+    types = {k: t for t, k in DEVICE_KINDS.items()}
+    if kind not in types:
+        raise NoSuchAlpacaDevice(f"ASCOM Alpaca has no {kind.replace('_', ' ')} device type")
+    device_type = types[kind]
+    url = f"http://{host}:{port}/api/v1/{device_type}/{number}/name"
+    try:
+        answer = requests.get(url, params={"ClientID": "1", "ClientTransactionID": "1"}, timeout=timeout_s)
+    except requests.RequestException as exc:
+        raise NoSuchAlpacaDevice(f"the Alpaca server {host}:{port} does not answer ({exc.__class__.__name__})") from exc
+    try:
+        body = answer.json() if answer.status_code == 200 else {}
+    except ValueError:
+        body = {}
+    if isinstance(body, dict) and not body.get("ErrorNumber") and "Value" in body:
+        return str(body["Value"])
+    others = [d for d in list_devices(host, port, timeout_s=timeout_s) if d.device_type == device_type]
+    has = ", ".join(f"{d.number} ({d.name})" for d in others) if others else "none"
+    raise NoSuchAlpacaDevice(f"the Alpaca server {host}:{port} has no {device_type} number {number} "
+                             f"({device_type} numbers there: {has})")
+
+
 def discover(*, timeout_s: float = 1.0, port: int = DISCOVERY_PORT, targets: list[str] | None = None,
              broadcast: bool = True) -> list[AlpacaDevice]:
     """Every device of every Alpaca server found (see :func:`discover_servers`)."""

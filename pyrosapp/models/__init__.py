@@ -1,6 +1,7 @@
 """The shared tables of PyROS, split by topic. Apps own the logic; this app owns the tables."""
 
 from .alerts import Alert, AlertEvent, AlertStreamHealth, Strategy
+from .devices import DeviceConfiguration
 from .images import AnalysisResult, CalibrationMaster, Image
 from .logs import Log
 from .monitoring import DeviceStatus, ObservatoryState, WeatherReading
@@ -15,5 +16,5 @@ __all__ = [
     "Alert", "AlertEvent", "AlertStreamHealth", "Strategy", "AnalysisResult", "CalibrationMaster", "Image", "Log", "NotificationPreference", "DeviceStatus",
     "ObservatoryState", "WeatherReading", "Detector", "Dome", "Filter", "FilterWheel", "Site", "Telescope",
     "Allocation", "Period", "ScientificProgram", "Album", "Plan", "Request", "Sequence", "Schedule",
-    "ScheduleHasSequences", "User",
+    "ScheduleHasSequences", "User", "DeviceConfiguration",
 ]
