@@ -209,6 +209,9 @@ def reason_text(code: str, values: dict[str, Any]) -> str:
             noun = "sequence" if len(others) + more == 1 else "sequences"
             names = _join([_label(o, _precedence(o, v)) for o in others], more)
             return f"displaced by higher-priority {noun} {names}: its possible starts ({span}) are taken"
+        if len(others) == 1 and not more:
+            return (f"no room: its possible starts ({span}) are taken by {_label(others[0])}, which does not "
+                    "outrank it but was placed first")
         priorities = " + ".join(str(o.get("priority")) for o in others)
         return (f"no room: its possible starts ({span}) are taken by {_join([_label(o) for o in others], more)}, "
                 f"which together come first (priorities {priorities} against its {v.get('priority')})")

@@ -109,4 +109,8 @@ def test_every_code_has_its_own_sentence():
              "altitude_and_moon", "fragmented", "displaced", "no_room"]
     sentences = [reason_text(code, values) for code in codes]
     assert len(set(sentences)) == len(codes) and not any(s == c.replace("_", " ") for s, c in zip(sentences, codes, strict=True))
+    single = {**values, "more": 0, "by": [{**values["by"][0], "priority": 5}]}
+    assert reason_text("no_room", single) == (
+        "no room: its possible starts (2026-12-16 22:00–23:40 UTC) are taken by #5 M42 (request “Nebulae”), which "
+        "does not outrank it but was placed first")
     assert Reason.from_dict(Reason.of("moon_too_close", moon_deg=12.2).as_dict()).text.startswith("not observable")
