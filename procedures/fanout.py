@@ -9,11 +9,12 @@ Only the tasks of ``REGISTERED`` can be sent (by their short or full name; anyth
 anything is sent): they are read-only measurements of the analyzer, routed to the ``analysis`` queue by
 their name (pyros/celery.py), each with Celery time limits. Arguments and results are JSON.
 
-A lost worker is a failed task, never a hang: every call has a deadline (``timeout_s``; by default the
-task's Celery ``time_limit`` plus a minute for queueing, per task of a group), and a task seen running
-(``track_started``) for longer than its ``time_limit`` plus ``STARTED_GRACE_S`` has lost its worker (a live
-prefork worker kills it at ``time_limit`` and reports the failure). The error names the task, its argument,
-the worker that took it and whether that worker still answers a ping.
+A lost worker is a failed task, never a hang: a task seen running (``track_started``) for longer than its
+``time_limit`` plus ``STARTED_GRACE_S`` has lost its worker (a live prefork worker kills it at
+``time_limit`` and reports the failure); a call in which no task started or ended for ``time_limit`` plus
+``QUEUE_ALLOWANCE_S`` is stalled (no worker serves the queue, or the one that had it died); ``timeout_s``
+adds a deadline for the whole call. The error names the task, its argument, the worker that took it and
+whether that worker still answers a ping.
 
 Celery I/O happens in one thread of the process (``_Dispatcher``): the ``rpc://`` result backend (PyROS's
 default with RabbitMQ) delivers a result to the thread that sent the task, and flow steps run in threads of
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import queue
 import threading
 import time
@@ -39,7 +39,7 @@ REGISTERED: dict[str, str] = {
     "plate_solve": "pyros.analyzer.plate_solve",
     "measure_focus": "pyros.analyzer.measure_focus",
 }
-QUEUE_ALLOWANCE_S = 60.0  # added to a task's time limit by the default deadline: waiting for a free worker
+QUEUE_ALLOWANCE_S = 60.0  # a call with no task started or ended for time_limit + this is stalled
 STARTED_GRACE_S = 10.0  # after its time_limit, a task still "started" has lost its worker
 DEFAULT_TIME_LIMIT_S = 360.0
 POLL_S = 0.05
@@ -96,6 +96,16 @@ def task_queue(name: str, app=None) -> str:
 
 # --- Handles --------------------------------------------------------------------------------------------
 @dataclass(eq=False)
+class _Call:
+    """What the tasks of one run/group call share: its deadline and when one of them last moved."""
+
+    timeout_s: float | None
+    deadline: float | None
+    stall_s: float
+    last_progress: float
+
+
+@dataclass(eq=False)
 class TaskHandle:
     """One task sent: ``state`` (PENDING, STARTED, SUCCESS, FAILURE, ...), ``result`` once done, ``error``
     (the reason in words) once failed. ``wait()`` returns the result or raises ProcedureError."""
@@ -103,7 +113,7 @@ class TaskHandle:
     task: str
     args: tuple
     kwargs: dict
-    deadline: float
+    call: _Call
     started_limit_s: float
     queue: str
     id: str = ""
@@ -261,6 +271,8 @@ class _Dispatcher(threading.Thread):
             # One backend read per task and round (the rpc:// backend consumes the state messages it reads).
             meta = h._async.backend.get_task_meta(h.id)
             state, value = meta.get("status", "PENDING"), meta.get("result")
+            if state != h.state:
+                h.call.last_progress = now
             if state == "STARTED" and h.started_at is None:
                 h.started_at = now
                 h.worker = str((value or {}).get("hostname") or "") if isinstance(value, dict) else ""
@@ -274,11 +286,14 @@ class _Dispatcher(threading.Thread):
                 self._fail(h, f"{h.label()} failed on {h.worker or 'its worker'}: {what}")
             else:
                 h.state = state
+                call = h.call
                 if h.started_at is not None and now - h.started_at > h.started_limit_s:
                     self._lost(app, h, f"still running {now - h.started_at:.0f} s after it started, past its "
                                        f"time limit")
-                elif now >= h.deadline:
-                    self._lost(app, h, f"no result within {h.deadline - h.sent_at:.0f} s")
+                elif call.deadline is not None and now >= call.deadline:
+                    self._lost(app, h, f"no result within {call.timeout_s:g} s")
+                elif now - call.last_progress > call.stall_s:
+                    self._lost(app, h, f"no task of the call started or ended for {call.stall_s:.0f} s")
 
     def _lost(self, app, h: TaskHandle, what: str) -> None:
         if h.started_at is None:
@@ -341,11 +356,11 @@ def _handles(name: str, calls: list[tuple[tuple, dict]], timeout_s: float | None
     limit = task_time_limit_s(name)
     if timeout_s is not None and not (isinstance(timeout_s, (int, float)) and timeout_s > 0):
         raise ProcedureError(f"{name}: timeout_s must be a positive number of seconds")
-    # Default deadline: every task of the call could wait for the one before it on a single worker process.
-    total = timeout_s if timeout_s is not None else QUEUE_ALLOWANCE_S + limit * max(1, math.ceil(len(calls) / 2))
-    deadline = time.monotonic() + total
+    now = time.monotonic()
+    call = _Call(timeout_s=timeout_s, deadline=None if timeout_s is None else now + timeout_s,
+                 stall_s=limit + QUEUE_ALLOWANCE_S, last_progress=now)
     target = queue_name or task_queue(name)
-    return [TaskHandle(task=name, args=tuple(args), kwargs=dict(kwargs), deadline=deadline,
+    return [TaskHandle(task=name, args=tuple(args), kwargs=dict(kwargs), call=call,
                        started_limit_s=limit + STARTED_GRACE_S, queue=target) for args, kwargs in calls]
 
 

@@ -200,6 +200,27 @@ def test_unknown_task_names_are_refused_before_anything_is_sent():
     assert control.snapshot()["published"] == {}
 
 
+def test_a_call_no_worker_serves_fails_once_it_has_stalled(monkeypatch):
+    """No worker consumes the queue: the call fails by itself (no timeout_s given), saying so."""
+    from celery import current_app
+
+    monkeypatch.setattr(fanout, "task_time_limit_s", lambda name: 1.0)
+    monkeypatch.setattr(fanout, "QUEUE_ALLOWANCE_S", 0.5)
+    queue = f"analysis-nobody-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(ProcedureError) as caught:
+            fanout.group("measure_focus", ["a.fits", "b.fits"], queue=queue)
+    finally:
+        with current_app.connection_for_write() as conn:  # leave nothing behind on a shared broker
+            conn.default_channel.queue_delete(queue)
+    assert time.monotonic() - t0 < scaled_s(6)
+    message = str(caught.value)
+    assert 'pyros.analyzer.measure_focus("a.fits")' in message
+    assert "no task of the call started or ended for 2 s" in message
+    assert f"no worker took it (is a Celery worker consuming the '{queue}' queue running?)" in message
+
+
 def test_the_registered_tasks_exist_with_time_limits_and_go_to_the_analysis_queue():
     from pyros.celery import app, route_task
 
