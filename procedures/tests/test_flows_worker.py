@@ -20,6 +20,8 @@ from common.testing import test_database_url as database_url
 from procedures import services
 from procedures.models import QueueItem, QueueState, StepRun
 from procedures.testing import queue_manager
+from procedures.tests.test_fanout import _stop as stop_process
+from procedures.tests.test_fanout import _worker as celery_worker
 from pyrosapp.models import Image, ObservatoryState, Site, User
 from pyrosapp.tests.factories import UserFactory
 
@@ -40,11 +42,7 @@ def flow_env(night_observatory, procedures_dir, tmp_path, settings):
            "CELERY_BROKER_URL": "filesystem://"}
     full = {**os.environ, **env, "DJANGO_SETTINGS_MODULE": "pyros.settings", "DATABASE_URL": database_url()}
     full.pop("CELERY_RESULT_BACKEND", None)  # the embedded default: file:// under PYROS_VAR_DIR
-    with open(tmp_path / "celery.log", "ab") as out:
-        celery = subprocess.Popen([sys.executable, "-m", "celery", "-A", "pyros", "worker", "-Q", queue, "-P",
-                                   "threads", "-c", "2", "--without-gossip", "--without-mingle",
-                                   "--without-heartbeat", "-n", f"{queue}@localhost"], cwd=Path(__file__).parents[2],
-                                  env=full, stdout=out, stderr=subprocess.STDOUT)
+    celery = celery_worker(full, queue, tmp_path / "celery.log", concurrency=2)
     try:
         with queue_manager(database_url=database_url(), env=env, log_path=tmp_path / "manager.log") as proc:
             services.queue_start(by="test")
@@ -52,12 +50,7 @@ def flow_env(night_observatory, procedures_dir, tmp_path, settings):
                        what="worker environment open")
             yield {"proc": proc, "data": Path(settings.PYROS_DATA_DIR), "queue": queue}
     finally:
-        celery.terminate()
-        try:
-            celery.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            celery.kill()
-            celery.wait(timeout=5)
+        stop_process(celery)
 
 
 def _ended(uid, timeout_s: float) -> QueueItem:
