@@ -12,6 +12,7 @@ import re
 import pytest
 
 from dashboard.tests.pages import ADMIN_PAGES, ANONYMOUS_PAGES, Site, build_site, user_pages
+from dashboard.tests.wcag import contrast, parse_colour
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -184,6 +185,11 @@ def test_the_skip_link_comes_first_shows_on_focus_and_moves_to_the_content(requi
         assert page.url.endswith("#main")
         page.keyboard.press("Tab")  # the next Tab lands inside the content, not back in the menu
         assert page.evaluate("!!document.activeElement.closest('main')"), path
+        # and shows where it is: a solid outline of 3:1 or more against the page
+        outline = page.evaluate("""() => { const s = getComputedStyle(document.activeElement);
+                                           return [s.outlineStyle, parseFloat(s.outlineWidth), s.outlineColor]; }""")
+        assert outline[0] == "solid" and outline[1] >= 2, (path, outline)
+        assert contrast(parse_colour(outline[2]), parse_colour("#212529")) >= 3.0, (path, outline)
     page.context.clear_cookies()
     for path in ANONYMOUS_PAGES:  # the login form puts the cursor in its first field; the link still leads
         page.goto(live_server.url + path)

@@ -130,8 +130,11 @@
     const rows = new Set(data.entries.map((e) => e.label)).size;
     const range = (data.range || []).length === 2
       ? window.pyrosFormat.utc(data.range[0], "date") + ", " + utcHM(data.range[0]) + "–" + utcHM(data.range[1]) : "";
-    const title = "Planned sequences" + (range ? " (" + range + ")" : "");
-    window.pyrosFigure(element, title + ": " + (data.entries.length
+    // On a phone the chart keeps its width for the night: short target labels (the hover and the table
+    // below give them whole), the title on two lines, no tool bar over it.
+    const narrow = element.clientWidth > 0 && element.clientWidth < 576;
+    const title = "Planned sequences" + (range ? (narrow ? "<br>" + range : " (" + range + ")") : "");
+    window.pyrosFigure(element, title.replace("<br>", ", ") + ": " + (data.entries.length
       ? data.entries.length + " planned: " + data.entries.slice(0, 10).map((e) => utcHM(e.start) + " " + e.target).join("; ") +
         (data.entries.length > 10 ? "; …" : "")
       : "nothing planned"));
@@ -139,14 +142,21 @@
       title: {text: title, x: 0, xanchor: "left", font: {size: 13}},
       height: Math.max(260, 110 + 22 * rows), barmode: "overlay",
       yaxis: {autorange: "reversed", type: "category", gridcolor: GRID_COLOR, automargin: true,
-              title: {text: "target (sequence)"},
+              title: {text: narrow ? "target" : "target (sequence)"},
               categoryorder: "array", categoryarray: data.entries.map((e) => e.label)},
     });
+    if (narrow) {
+      const labels = [...new Set(data.entries.map((e) => e.label))];
+      Object.assign(layout.yaxis, {tickvals: labels,
+                                   ticktext: labels.map((l) => (l.length > 11 ? l.slice(0, 10) + "…" : l))});
+      layout.margin = Object.assign({}, layout.margin, {l: 10, t: 75});
+    }
     if (!data.entries.length) {
       layout.annotations.push({text: "Nothing planned", xref: "paper", yref: "paper", x: 0.5, y: 0.5,
                                showarrow: false, font: {size: 16, color: TEXT_COLOR}});
     }
-    window.Plotly.newPlot(element, ganttTraces(data), layout, {responsive: true, displaylogo: false});
+    window.Plotly.newPlot(element, ganttTraces(data), layout,
+                          {responsive: true, displaylogo: false, displayModeBar: narrow ? false : "hover"});
     element.on("plotly_click", (event) => {
       const url = event.points && event.points[0] && event.points[0].customdata[5];
       if (url) window.location.href = url;
@@ -159,8 +169,10 @@
         height: 320, showlegend: false,
         yaxis: {range: [0, 90], title: {text: "altitude (°)"}, gridcolor: GRID_COLOR, dtick: 15},
       });
+      if (narrow) altitudeLayout.margin = Object.assign({}, altitudeLayout.margin, {l: 10});
+      Object.assign(altitudeLayout.yaxis, {automargin: true});
       window.Plotly.newPlot(altitudeElement, altitudeTraces(data), altitudeLayout,
-                            {responsive: true, displaylogo: false});
+                            {responsive: true, displaylogo: false, displayModeBar: narrow ? false : "hover"});
     }
   }
 
