@@ -374,3 +374,24 @@ def test_the_api_shows_the_steps_and_recovers_for_operators_only(loaded):
     assert op.get(f"/api/queue/items/{failed.uid}/").json()["flow"]["recoveries"][0]["status"] == "queued"
     schema = op.get("/api/schema/", HTTP_ACCEPT="application/json").json()
     assert "/api/queue/history/recover/" in schema["paths"]
+
+
+def test_a_flow_stopped_by_a_pause_now_is_queued_again_as_a_recovery(loaded):
+    journal = Journal()
+    control = RunControl(item_id=0)
+
+    def pause_soon():
+        time.sleep(0.3)
+        QueueItem.objects.filter(pk=control.item_id).update(abort_requested="pause")
+        control.request_stop(reason="queue paused now by the operator", kind="stop")
+
+    threading.Thread(target=pause_soon, daemon=True).start()
+    stopped = run(Flow(Step("first", step(journal)), Step("long", step(journal, sleep_s=30), require="first")),
+                  control=control)
+    assert stopped.status == "stopped" and states(stopped) == {"first": "succeeded", "long": "aborted"}
+    again = QueueItem.objects.get(status="queued")
+    assert again.recovers_id == stopped.pk and again.position == 0
+    journal.events.clear()
+    QueueItem.objects.filter(pk=again.pk).delete()
+    resumed = run(Flow(Step("first", step(journal)), Step("long", step(journal), require="first")), recovers=stopped)
+    assert resumed.status == "completed" and journal.started() == ["long"]
