@@ -1,5 +1,7 @@
 """A sequence runs on the INDI simulators: dome, slew, filters, exposures, FITS files, Image rows,
-statuses and time charged; abort is honoured within a second."""
+statuses and time charged; abort is honoured within a second, on the INDI and on the ASCOM Alpaca simulators
+(``any_observatory``; devices/tests/test_alpaca_execution.py runs the rest of the Alpaca cases with these
+fixtures)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from astropy.io import fits
 from django.utils import timezone
 
 from common.testing import scaled_s, zenith_target
+from devices.interfaces import Site as DeviceSite
+from devices.testing import AlpacaSimulators, alpaca_simulators_unavailable_reason
 from pyrosapp.models import Allocation, Image, Plan, Request, Sequence
 from routine_manager.builder import RequestBuilder
 
@@ -42,6 +46,57 @@ def claim(sequence: Sequence) -> str:
     state = observatory_state()
     type(state).objects.filter(pk=state.pk).update(current_sequence=sequence, progress={"sequence": sequence.pk})
     return token
+
+
+def _night(seed, settings, tmp_path) -> None:
+    from pyrosapp.models import ObservatoryState, Telescope
+
+    Telescope.objects.update(settle_s=0.0)
+    ObservatoryState.objects.filter(site=seed.site).update(phase="night", safety="safe", mode="automatic")
+    settings.PYROS_DATA_DIR = tmp_path / "data"
+
+
+@pytest.fixture
+def alpaca_observatory(transactional_db, settings, tmp_path, monkeypatch):
+    """The demo observatory at night on the Alpaca simulators (all devices), the sky around the zenith
+    rendered from devices.sky's catalogue."""
+    import os
+
+    from majordome.device_link import reset_observatory
+    from pyros.demo import seed_demo
+
+    reason = alpaca_simulators_unavailable_reason()
+    if reason:
+        if os.environ.get("PYROS_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"required in CI: {reason}")
+        pytest.skip(reason)
+    seed = seed_demo()
+    _night(seed, settings, tmp_path)
+    site = seed.site
+    ra, dec = zenith_target(site)
+    sims = AlpacaSimulators(
+        tmp_path / "alpaca",
+        site=DeviceSite(site.latitude_deg, site.longitude_deg, site.elevation_m),
+        fields=[(ra, dec, 1.0)],
+        slew_rate_deg_s=20.0,
+    ).start()
+    monkeypatch.setenv("PYROS_DEVICE_BACKEND", "alpaca")
+    monkeypatch.setenv("PYROS_ALPACA_HOST", sims.host)
+    monkeypatch.setenv("PYROS_ALPACA_PORT", str(sims.port))
+    reset_observatory()
+    try:
+        yield seed, sims
+    finally:
+        reset_observatory()
+        sims.stop()
+
+
+@pytest.fixture(params=["indi", "alpaca"])
+def any_observatory(request, transactional_db):
+    """The same test on the INDI simulators (the reference) and on the Alpaca ones."""
+    fixture = "night_observatory" if request.param == "indi" else "alpaca_observatory"
+    seed, _ = request.getfixturevalue(fixture)
+    return request.param, seed
 
 
 def test_a_sequence_executes_and_stores_its_images(night_observatory):
@@ -77,23 +132,25 @@ def test_a_sequence_executes_and_stores_its_images(night_observatory):
     assert allocation.used_s == pytest.approx(sequence.used_s, rel=1e-6)
 
 
-def test_abort_stops_an_exposure_within_a_second(night_observatory):
+def test_abort_stops_an_exposure_within_a_second(any_observatory):
     from majordome.controls import observatory_abort
+    from majordome.device_link import get_observatory
     from majordome.execution import sequence_execute
 
-    seed, _port = night_observatory
+    backend, seed = any_observatory
     request, sequence = make_request(seed, plans=(("R", 1.0, 1), ("B", 30.0, 2)))
     token = claim(sequence)
     result = {}
     runner = threading.Thread(target=lambda: result.update(status=sequence_execute(sequence_id=sequence.pk,
                                                                                    token=token)))
     runner.start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if Plan.objects.filter(album__sequence=sequence, filter__name="B", status="running").exists() and \
                 Image.objects.filter(sequence=sequence).count() == 1:
             break
         time.sleep(0.1)
+    assert get_observatory().backends["camera"] == backend
     time.sleep(1.5)  # well inside the 30 s exposure
     t0 = time.monotonic()
     assert observatory_abort(by="operator@test") == sequence.pk
