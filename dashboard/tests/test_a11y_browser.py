@@ -12,6 +12,7 @@ import re
 import pytest
 
 from dashboard.tests.pages import ADMIN_PAGES, ANONYMOUS_PAGES, Site, build_site, user_pages
+from dashboard.tests.test_browser import log_in  # the login form, then the dashboard
 from dashboard.tests.wcag import contrast, parse_colour
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -23,15 +24,6 @@ DESKTOP = {"width": 1400, "height": 1000}
 @pytest.fixture
 def site_with_data(transactional_db) -> Site:
     return build_site()
-
-
-def log_in(page, live_server, email: str, password: str) -> None:
-    page.set_default_timeout(20_000)
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=username]", email)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r".*/$"))
 
 
 def settle(page) -> None:
