@@ -54,6 +54,12 @@ def _read_configuration():
     except ValueError:
         raise  # a wrong setting: said by the connection attempt
     except Exception as exc:  # noqa: BLE001 - database down: keep driving the devices
+        from django.db import connection
+
+        try:
+            connection.close()  # this thread's connection may be broken for good (a database restart): open anew
+        except Exception:  # noqa: BLE001
+            log.debug("closing the database connection failed", exc_info=True)
         if not _unreadable_logged:
             log.warning("device configuration not readable from the database (%s): %s", exc,
                         "keeping the current one" if _configuration is not None else "using the settings alone")
