@@ -598,6 +598,10 @@ class FlowEngine:
             FlowRun.objects.filter(pk=self.run.pk).update(ended_at=timezone.now())
         counts = self.counts()
         ctx.publish(flow=counts)
+        words = {"reused": "taken over from the earlier run", "not_run": "not run"}
+        ended_note = ", ".join(f"{n} {words.get(what, what)}" for what, n in counts.items() if n and what != "steps")
+        ctx.set_progress(sum(1 for x in tree.leaves if x.state in ENDED), len(tree.leaves),
+                         f"flow ended: {ended_note}" if ended_note else "flow ended")
         if stopping or ctx.control.aborted.is_set():
             ctx.check()
         if self.first_failure is not None:

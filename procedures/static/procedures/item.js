@@ -24,19 +24,19 @@
   }
   const time = (iso) => (iso ? window.pyrosFormat.utc(iso, "time") : "—");
 
-  function stepLine(s) {
-    const value = s.kind === "iteration" ? ` <span class="text-muted">${esc(JSON.stringify(s.value))}</span>` : "";
+  function stepLine(s, itemEnded) {
+    const shown = JSON.stringify(s.value);
+    const value = s.kind === "iteration" && shown !== s.name ? ` <span class="text-muted">${esc(shown)}</span>` : "";
     const label = s.kind === "step" ? esc(s.title || s.name) : `<strong>${esc(s.title || s.name)}</strong>`;
     const tele = s.telescope ? ' <span class="badge text-bg-light border" title="needs the telescope">telescope</span>' : "";
-    const when = s.reused ? '<span class="text-muted">earlier run</span>'
-      : s.duration_s !== null ? `<span class="text-muted">${s.duration_s.toFixed(1)} s</span>` : "";
-    const msg = s.message && s.kind === "step" ? `<div class="text-${s.state === "failed" ? "danger" : "muted"} ms-4">${esc(s.message)}</div>` : "";
+    const when = !s.reused && s.duration_s !== null ? `<span class="text-muted">${s.duration_s.toFixed(1)} s</span>` : "";
+    const msg = s.message && s.kind === "step" && !s.reused ? `<div class="text-${s.state === "failed" ? "danger" : "muted"} ms-4">${esc(s.message)}</div>` : "";
     const data = s.kind === "step" && Object.keys(s.data || {}).length
       ? `<details class="ms-4" data-path="${esc(s.path)}" ${open.has(s.path) ? "open" : ""}><summary class="text-muted">data</summary><pre class="mb-1">${esc(JSON.stringify(s.data, null, 1))}</pre></details>` : "";
     const tb = s.traceback ? `<details class="ms-4"><summary class="text-danger">traceback</summary><pre class="mb-1">${esc(s.traceback)}</pre></details>` : "";
     return `<li data-path="${esc(s.path)}" data-state="${esc(s.state)}" data-kind="${esc(s.kind)}" style="padding-left:${s.depth * 1.25}rem" class="py-1 border-bottom">
-      <span class="badge text-bg-${BADGE[s.state] || "secondary"} step-state">${esc(s.state)}</span> ${label}${value}${tele}
-      ${s.reused ? '<span class="badge text-bg-light border">done before</span>' : ""} ${when}${msg}${data}${tb}</li>`;
+      <span class="badge text-bg-${BADGE[s.state] || "secondary"} step-state">${esc(s.state === "pending" && itemEnded ? "not run" : s.state)}</span> ${label}${value}${tele}
+      ${s.reused ? '<span class="badge text-bg-light border" title="succeeded in the run this one recovers: not run again">done before</span>' : ""} ${when}${msg}${data}${tb}</li>`;
   }
 
   function draw(data) {
@@ -46,7 +46,8 @@
     $("item-status").className = "badge text-bg-" + (BADGE[item.status] || "secondary");
     const facts = [["procedure", item.procedure], ["parameters", JSON.stringify(item.params)], ["added", `${time(item.added_at)} by ${item.added_by || "?"}`],
       ["started", time(item.started_at)], ["ended", time(item.ended_at)], ["duration", item.duration_s !== null ? item.duration_s.toFixed(1) + " s" : "—"],
-      ["outcome", item.message || "—"], ["progress", `${item.progress.current ?? ""}${item.progress.total ? " / " + item.progress.total : ""} ${item.progress.message || ""}`]];
+      ["outcome", item.message || "—"]];
+    if (item.status === "running") facts.push(["progress", `${item.progress.current ?? ""}${item.progress.total ? " / " + item.progress.total : ""} ${item.progress.message || ""}`]);
     if (item.published && Object.keys(item.published).length) facts.push(["published", JSON.stringify(item.published)]);
     $("item-facts").innerHTML = facts.map(([k, v]) => `<dt class="col-4">${esc(k)}</dt><dd class="col-8 text-break">${esc(v)}</dd>`).join("");
     const log = (item.log || []).slice(-200).map((l) => `${esc(time(l[0]))} ${esc(l[1])} ${esc(l[2])}`).join("\n");
@@ -69,7 +70,8 @@
     if (flow.recovered_from) links.push(`recovers <a href="/procedures/items/${esc(flow.recovered_from)}/">${esc(flow.recovered_from.slice(0, 8))}</a>`);
     for (const r of flow.recoveries) links.push(`recovered by <a href="/procedures/items/${esc(r.uid)}/" data-recovery>${esc(r.uid.slice(0, 8))}</a> (${esc(r.status)})`);
     $("flow-links").innerHTML = links.join(" · ");
-    $("flow-tree").innerHTML = flow.steps.map(stepLine).join("");
+    const ended = !["queued", "running"].includes(item.status);
+    $("flow-tree").innerHTML = flow.steps.map((st) => stepLine(st, ended)).join("");
   }
 
   async function refresh() {
