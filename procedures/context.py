@@ -199,9 +199,10 @@ class ProcedureContext:
             raise
 
     def expose(self, exposure_s: float, *, frame_type: str = "light", filter_name: str | None = None,
-               binning: int = 1, target: str = "", save: bool = True) -> Frame:
+               binning: int = 1, target: str = "", save: bool = True, on_saved=None) -> Frame:
         """Select the filter (if given), take one exposure, save it (FITS + Image row, in the background so
-        the next exposure starts at once) and return the frame."""
+        the next exposure starts at once) and return the frame. ``on_saved(image)`` is called inside the
+        transaction that creates the Image row (a flow step records its frames with it)."""
         self.check()
         if filter_name and self.observatory.filter_wheel:
             self.filter_wheel.select(filter_name)
@@ -221,16 +222,17 @@ class ProcedureContext:
                     mount = self.mount.state()
                 except Exception:  # noqa: BLE001 - a frame without pointing is still a frame
                     mount = None
-            frame._saving = self._saver.submit(self._save, frame, target or self.procedure, binning, mount)
+            frame._saving = self._saver.submit(self._save, frame, target or self.procedure, binning, mount, on_saved)
             self._saves.append(frame._saving)
         return frame
 
-    def _save(self, frame: Frame, target: str, binning: int, mount) -> tuple[int, str]:
+    def _save(self, frame: Frame, target: str, binning: int, mount, on_saved=None) -> tuple[int, str]:
         from django.db import close_old_connections
 
         try:
             image = frame_store(frame=frame, target=target, binning=binning, mount=mount, procedure=self.procedure,
-                                item_uid=self.item_uid, detector=self._detector_row(), observatory=self.observatory)
+                                item_uid=self.item_uid, detector=self._detector_row(), observatory=self.observatory,
+                                on_saved=on_saved)
             self.log.info("frame saved: %s", image.file_path)
             return image.pk, image.file_path
         finally:
@@ -277,7 +279,7 @@ class ProcedureContext:
 
 
 def frame_store(*, frame: Frame, target: str, binning: int, mount, procedure: str, item_uid: str, detector,
-                observatory):
+                observatory, on_saved=None):
     """A procedure's frame as a FITS file + Image row, written exactly as the executor writes a sequence's
     (the observation manager's headers, paths, atomic write and header dict), then queued for the analyzer."""
     from django.db import transaction
@@ -303,5 +305,7 @@ def frame_store(*, frame: Frame, target: str, binning: int, mount, procedure: st
             detector=detector, frame_type=frame.frame_type, file_path=str(stored.path), date_obs=stored.date_obs,
             exposure_s=frame.exposure_s, filter_name=frame.filter_name, binning=binning,
             ra_deg=stored.header.get("RA"), dec_deg=stored.header.get("DEC"), airmass=airmass, header=stored.header)
+        if on_saved is not None:
+            on_saved(image)
         send_after_commit("pyros.analyzer.analyze_image", image_id=image.pk)
     return image

@@ -72,6 +72,8 @@ class Node:
     state: str = S.PENDING
     reused: bool = False
     data: dict = field(default_factory=dict)
+    images: list = field(default_factory=list)  # Image ids stored by this step (and its interrupted attempts)
+    earlier_images: list = field(default_factory=list)  # [{"id", "path"}] of an attempt that did not succeed
     message: str = ""
     traceback: str = ""
     started_at: object = None
@@ -313,6 +315,10 @@ class StepContext:
         self.index = iteration.index if iteration else None
         self.key = iteration.name if iteration else None
         self.values = {a.parent.name: a.value for a in node.ancestors() if a.kind == "iteration"}
+        # Frames an earlier attempt of this step stored before it was cut short (a worker killed between a
+        # frame's save and the step's end): [{"id": image id, "path": ...}], oldest first. A step may keep
+        # them instead of exposing again.
+        self.earlier_images = list(node.earlier_images)
         self._saves: list = []
 
     def __getattr__(self, name: str):
@@ -328,8 +334,10 @@ class StepContext:
                                  "Step(..., telescope=True)")
 
     def expose(self, *args, **kwargs):
+        """``ctx.expose``; each frame's Image id is recorded with the step in the transaction that creates
+        the row, so a recovery knows the frames of an attempt that was cut short."""
         self._need_telescope("camera")
-        frame = self._base.expose(*args, **kwargs)
+        frame = self._base.expose(*args, on_saved=self._engine.recorder(self._node), **kwargs)
         if frame._saving is not None:
             self._saves.append(frame._saving)
         return frame
@@ -387,6 +395,15 @@ class FlowEngine:
             return [self.data_of(it) for it in node.children]
         return {c.name: self.data_of(c) for c in node.children}
 
+    def recorder(self, node: Node):
+        def record(image) -> None:  # in the saver's thread, inside the transaction creating the Image row
+            with self.lock:
+                node.images.append(image.pk)
+                ids = list(node.images)
+            StepRun.objects.filter(pk=node.row_id).update(images=ids)
+
+        return record
+
     # recovery ---------------------------------------------------------------------------------------
     def _take_over(self, previous: FlowRun) -> int:
         rows = {r.path: r for r in previous.steps.all()}
@@ -413,6 +430,15 @@ class FlowEngine:
                         candidates.discard(leaf)
                         changed = True
                         break
+        from pyrosapp.models import Image
+
+        for leaf in self.tree.leaves:  # frames stored by earlier attempts stay with the step
+            row = rows.get(leaf.path)
+            if row is not None and row.kind == "step" and row.images:
+                leaf.images = list(row.images)
+                if leaf not in candidates:
+                    paths = dict(Image.objects.filter(pk__in=row.images).values_list("pk", "file_path"))
+                    leaf.earlier_images = [{"id": i, "path": paths[i]} for i in row.images if i in paths]
         for leaf in candidates:
             row = rows[leaf.path]
             leaf.state, leaf.reused, leaf.data = S.SUCCEEDED, True, dict(row.data or {})
@@ -438,7 +464,7 @@ class FlowEngine:
                 run=self.run, path=n.path, name=n.name, parent_path=n.parent.path if n.parent else "", kind=n.kind,
                 order=n.order, depth=n.depth, title=n.title[:200], telescope=n.telescope,
                 requires=[[t.path, o] for t, o in n.requires], value=n.value, state=n.state, reused=n.reused,
-                data=n.data, message=n.message, started_at=n.started_at, ended_at=n.ended_at))
+                data=n.data, images=n.images, message=n.message, started_at=n.started_at, ended_at=n.ended_at))
         StepRun.objects.bulk_create(rows, batch_size=500)
         ids = dict(StepRun.objects.filter(run=self.run).values_list("path", "id"))
         for n in self.tree.nodes:

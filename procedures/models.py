@@ -162,6 +162,8 @@ class StepRun(models.Model):
     state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
     reused = models.BooleanField(default=False)
     data = models.JSONField(default=dict, blank=True, help_text="what the step published (and its result)")
+    images = models.JSONField(default=list, blank=True, help_text="ids of the Image rows the step stored, each "
+                              "recorded in the transaction that created the row (interrupted attempts included)")
     message = models.TextField(blank=True)
     traceback = models.TextField(blank=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -55,7 +55,7 @@ def step_json(step: StepRun) -> dict:
         duration = round((timezone.now() - step.started_at).total_seconds(), 3)
     return {"path": step.path, "name": step.name, "parent": step.parent_path or None, "kind": step.kind,
             "depth": step.depth, "title": step.title, "telescope": step.telescope, "requires": step.requires,
-            "value": step.value, "state": step.state, "reused": step.reused, "data": step.data,
+            "value": step.value, "state": step.state, "reused": step.reused, "data": step.data, "images": step.images,
             "message": step.message, "traceback": step.traceback, "started_at": _iso(step.started_at),
             "ended_at": _iso(step.ended_at), "duration_s": duration}
 

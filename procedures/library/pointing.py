@@ -49,6 +49,12 @@ def slew(ctx, *, settle_s: float):
 
 
 def expose(ctx, *, exposure_s: float, filter_name: str):
+    """One frame at the point; a frame an interrupted attempt already stored here is kept (not taken twice)."""
+    if ctx.earlier_images:
+        kept = ctx.earlier_images[-1]
+        ctx.log.info("point %s: frame %s stored before the interruption is kept", ctx.key, kept["path"])
+        ctx.publish(image=kept["id"], path=kept["path"], kept_from_earlier_attempt=True)
+        return
     ha, dec = ctx.value
     frame = ctx.expose(exposure_s, filter_name=filter_name or None, target=f"pointing HA{ha:+.1f} D{dec:+.0f}")
     ctx.publish(image=frame.image_id, path=frame.path)

@@ -53,14 +53,15 @@ def step(journal: Journal, *, sleep_s: float = 0.0, fail: bool = False, publish=
     return fn
 
 
-def run(flow: Flow, *, recovers: QueueItem | None = None, control: RunControl | None = None) -> QueueItem:
+def run(flow: Flow, *, recovers: QueueItem | None = None, control: RunControl | None = None,
+        observatory=None) -> QueueItem:
     """A running item, the flow run on it as the worker runs it, and its end recorded like the worker does."""
     item = QueueItem.objects.create(procedure="count_up", params={}, timeout_s=60, sky="none", status="running",
                                     recovers=recovers)
     control = control or RunControl(item_id=item.pk)
     control.item_id = item.pk
-    ctx = ProcedureContext(control=control, observatory=object(), item_uid=str(item.uid), procedure="test_flow",
-                           logger=logging.getLogger("pyros.procedures.test_flow"))
+    ctx = ProcedureContext(control=control, observatory=observatory or object(), item_uid=str(item.uid),
+                           procedure="test_flow", logger=logging.getLogger("pyros.procedures.test_flow"))
     status, message, tb = "completed", "completed", ""
     try:
         run_flow(flow, ctx=ctx, item=item)
@@ -395,3 +396,67 @@ def test_a_flow_stopped_by_a_pause_now_is_queued_again_as_a_recovery(loaded):
     QueueItem.objects.filter(pk=again.pk).delete()
     resumed = run(Flow(Step("first", step(journal)), Step("long", step(journal), require="first")), recovers=stopped)
     assert resumed.status == "completed" and journal.started() == ["long"]
+
+
+class _Exposure:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def wait(self, timeout_s: float) -> bytes:
+        return self.data
+
+
+class _Camera:
+    """A camera that returns a small FITS frame at once."""
+
+    def start_exposure(self, *, duration_s, frame_type, binning, object_name):
+        import io
+
+        import numpy as np
+        from astropy.io import fits
+
+        out = io.BytesIO()
+        fits.PrimaryHDU(np.full((16, 16), 1000, dtype=np.uint16)).writeto(out)
+        return _Exposure(out.getvalue())
+
+    def temperature_c(self) -> float:
+        return -10.0
+
+
+class _Observatory:
+    filter_wheel = None
+    mount = None
+    camera = _Camera()
+
+
+def test_the_frames_of_an_interrupted_step_are_recorded_and_a_recovery_keeps_them(loaded, settings, tmp_path):
+    from pyros.demo import seed_demo
+    from pyrosapp.models import Image
+
+    seed_demo()
+    settings.PYROS_DATA_DIR = tmp_path / "data"
+    dies = {"after_the_frame": True}
+
+    def shoot(ctx):
+        if ctx.earlier_images:  # the frame of the attempt that was cut short
+            ctx.publish(image=ctx.earlier_images[-1]["id"], kept=True)
+            return
+        frame = ctx.expose(0.1, frame_type="dark", target="flow-test")
+        frame.wait_saved()
+        if dies["after_the_frame"]:  # where a kill -9 hurts: the frame stored, the step not yet ended
+            raise RuntimeError("cut short after the frame was stored")
+        ctx.publish(image=frame.image_id)
+
+    flow = lambda: Flow(Loop("grid", [1, 2], Step("shoot", shoot, telescope=True)))  # noqa: E731
+    first = run(flow(), observatory=_Observatory())
+    assert first.status == "failed"
+    image = Image.objects.get()
+    assert StepRun.objects.get(run__item=first, path="grid/1/shoot").images == [image.pk]
+    dies["after_the_frame"] = False
+    second = run(flow(), recovers=first, observatory=_Observatory())
+    assert second.status == "completed", second.message
+    rows = {r.path: r for r in StepRun.objects.filter(run__item=second, kind="step")}
+    assert rows["grid/1/shoot"].data == {"image": image.pk, "kept": True}
+    assert rows["grid/1/shoot"].images == [image.pk]  # carried over: a later recovery knows it too
+    assert Image.objects.count() == 2 and rows["grid/2/shoot"].images == [rows["grid/2/shoot"].data["image"]]
+    assert len(list((tmp_path / "data").rglob("*.fits"))) == 2
