@@ -460,3 +460,19 @@ def test_the_frames_of_an_interrupted_step_are_recorded_and_a_recovery_keeps_the
     assert rows["grid/1/shoot"].images == [image.pk]  # carried over: a later recovery knows it too
     assert Image.objects.count() == 2 and rows["grid/2/shoot"].images == [rows["grid/2/shoot"].data["image"]]
     assert len(list((tmp_path / "data").rglob("*.fits"))) == 2
+
+
+def test_the_item_page_is_read_only_for_astronomers_and_offers_recover_to_operators(loaded, client):
+    import uuid
+
+    from pyrosapp.models import User
+    from pyrosapp.tests.factories import UserFactory
+
+    failed = run(Flow(Step("a", step(Journal(), fail=True))))
+    client.force_login(UserFactory(role=User.Role.ASTRONOMER))
+    html = client.get(f"/procedures/items/{failed.uid}/").content.decode()
+    assert "count_up" in html and 'id="flow-tree"' in html and 'id="recover-btn"' not in html
+    assert client.get(f"/procedures/items/{uuid.uuid4()}/").status_code == 404
+    client.force_login(UserFactory(role=User.Role.OPERATOR))
+    html = client.get(f"/procedures/items/{failed.uid}/").content.decode()
+    assert 'id="recover-btn"' in html and "the steps that succeeded are not run again" in html
