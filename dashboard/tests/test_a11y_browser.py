@@ -120,7 +120,7 @@ def test_rendered_text_badges_and_buttons_reach_wcag_aa(require_chromium, site_w
     stand out from the page. On the way, every chart drawn: a name, a title, axis titles with units."""
     data = site_with_data
     failures, checked, charts, chart_failures = {}, 0, 0, {}
-    for role, pages in user_pages(data).items():
+    for role, pages in [*user_pages(data).items(), ("administrator", ADMIN_PAGES)]:
         context = browser.new_context(viewport=DESKTOP)
         page = context.new_page()
         log_in(page, live_server, *data.seed.credentials[role])
