@@ -30,7 +30,8 @@ def build_site() -> Site:
         request = RequestFactory(owner=astronomer, program=seed.program, status=status,
                                  name=f"Monitoring of a long-named field ({status.replace('_', ' ')})")
         SequenceFactory(request=request, target_name="NGC 4486 (M87) jet knot A", ra_deg=187.70593041666667,
-                        dec_deg=12.391123456789, status="planned" if status == "scheduled" else "pending",
+                        dec_deg=12.391123456789,
+                        status={"scheduled": "planned", "executing": "executing"}.get(status, "pending"),
                         window_start=now, window_end=now + timedelta(days=2))
         ids[status] = request.pk
     sequence = m.Sequence.objects.filter(request_id=ids["scheduled"]).get()
@@ -38,6 +39,9 @@ def build_site() -> Site:
                                          plan_end=now + timedelta(hours=6))
     m.ScheduleHasSequences.objects.create(schedule=schedule, sequence=sequence, status="planned",
                                           tsp=now + timedelta(minutes=30), tep=now + timedelta(minutes=50))
+    executing = m.Sequence.objects.filter(request_id=ids["executing"]).get()  # a highlighted row on the schedule
+    m.ScheduleHasSequences.objects.create(schedule=schedule, sequence=executing, status="planned",
+                                          tsp=now - timedelta(minutes=5), tep=now + timedelta(minutes=15))
     event = m.AlertEvent.objects.create(name="GRB 261204A", missions=["Swift", "Fermi"], status="planned",
                                         burst_time=now - timedelta(minutes=7), ra_deg=187.70593041666667,
                                         dec_deg=12.391123456789, error_deg=0.0583333,

@@ -99,7 +99,7 @@ def test_text_classes_reach_4_5_to_1(sheets, place):
         r, pair = ratio(sheets, chain)
         if r < 4.5:
             failures.append(f"{name} in {place}: {pair} = {r:.2f}")
-        link, pair = ratio(sheets, [*chain, El.of("a")])
+        link, pair = ratio(sheets, [*chain, El.of("a", href="#")])
         if link < 4.5:
             failures.append(f"a link in {name} in {place}: {pair} = {link:.2f}")
     assert not failures
@@ -175,3 +175,23 @@ def test_the_skip_link_when_focused(sheets):
     """Shown on focus as black on white (the page behind it does not matter)."""
     r, pair = ratio(sheets, [*DARK, El.of("a.skip-link.visually-hidden-focusable", states=("focus",))])
     assert r >= 4.5, pair
+
+
+TABLE_ROW_CLASSES = {f"table-{c}" for c in ("primary", "secondary", "success", "danger", "warning", "info")}
+
+
+def test_highlighted_table_rows_keep_their_text_and_links_readable(sheets):
+    """A highlighted row (the executing sequence, an observed tile), at rest and under the pointer: its
+    text, links and secondary text."""
+    used = {w for p in project_sources() for w in WORD.findall(p.read_text(encoding="utf-8"))} & TABLE_ROW_CLASSES
+    assert {"table-warning", "table-success"} <= used
+    failures = []
+    for name in sorted(used):
+        for states in ((), ("hover",)):
+            row = [*DARK, El.of("table.table.table-sm.table-hover"), El.of("tbody"),
+                   El.of(f"tr.{name}", states=states), El.of("td")]
+            for inner in ((), (El.of("a", href="#"),), (El.of("span.text-body-secondary"),)):
+                r, pair = ratio(sheets, [*row, *inner])
+                if r < 4.5:
+                    failures.append(f"{name}{':hover' if states else ''} {[e.tag for e in inner]}: {pair} = {r:.2f}")
+    assert not failures

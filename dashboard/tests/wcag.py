@@ -5,9 +5,9 @@ rules and computes, for an element described by its tag, classes and ancestors, 
 and border colour a browser would give it: the cascade (!important, specificity, source order), custom
 properties inherited from the ancestors (the `[data-bs-theme=dark]` variables on <html>), `var()` with
 fallbacks, translucent colours composed over what lies beneath. It understands the selectors Bootstrap
-and PyROS use for colours (compound class/attribute/tag selectors, descendant combinators, `:hover`, `:focus`);
-rules behind other combinators, other pseudo-classes or at-rules (media queries) are left out: none of
-them sets a colour the pages show at rest.
+and PyROS use for colours (compound class/attribute/tag selectors, descendant and child combinators,
+`:hover`, `:focus`, `:not()`); rules behind sibling combinators, other pseudo-classes or at-rules (media
+queries) are left out: none of them sets a colour the pages show at rest.
 
 `contrast(a, b)` is the WCAG ratio from relative luminance (https://www.w3.org/TR/WCAG21/#dfn-contrast-ratio).
 """
@@ -109,11 +109,11 @@ class Rule:
     specificity: tuple[int, int, int]
     order: int
     declarations: list[tuple[str, str, bool]]
-    compounds: list[list[str]] = field(default_factory=list)
+    compounds: list[tuple[str, list[str]]] = field(default_factory=list)
 
 
 COMPOUND_TOKEN = re.compile(r"\*|[a-zA-Z][\w-]*|\.[\w-]+|#[\w-]+|\[[^\]]+\]|::?[\w-]+(?:\([^)]*\))?")
-SUPPORTED_PSEUDO = {":hover", ":focus", ":root"}
+SUPPORTED_PSEUDO = {":hover", ":focus", ":root"}  # and :not(<compound>)
 
 
 def _split_top(text: str, sep: str) -> list[str]:
@@ -162,31 +162,51 @@ def _top_level_blocks(css: str) -> list[tuple[str, str]]:
     return blocks
 
 
-def _compounds(selector: str) -> list[list[str]] | None:
-    """The compounds of a descendant-only selector, or None when it uses anything else."""
-    if any(c in selector for c in ">+~"):
+def _compounds(selector: str) -> list[tuple[str, list[str]]] | None:
+    """The compounds of a selector with their combinator to the compound on their left (" " descendant,
+    ">" child; the first has ""), or None when it uses anything else (+, ~, other pseudo-classes)."""
+    if any(c in selector for c in "+~"):
         return None
-    result = []
-    for part in selector.split():
+    parts = selector.replace(">", " > ").split()
+    result: list[tuple[str, list[str]]] = []
+    combinator = ""
+    for part in parts:
+        if part == ">":
+            if not result or combinator == ">":
+                return None
+            combinator = ">"
+            continue
         tokens = COMPOUND_TOKEN.findall(part)
         if "".join(tokens) != part:
             return None
-        if any(t.startswith(":") and t not in SUPPORTED_PSEUDO for t in tokens):
-            return None
-        result.append(tokens)
-    return result
-
-
-def _specificity(compounds: list[list[str]]) -> tuple[int, int, int]:
-    ids = classes = tags = 0
-    for tokens in compounds:
         for t in tokens:
-            if t.startswith("#"):
+            if t.startswith(":not(") and t.endswith(")"):
+                if "".join(COMPOUND_TOKEN.findall(t[5:-1])) != t[5:-1]:
+                    return None
+            elif t.startswith(":") and t not in SUPPORTED_PSEUDO:
+                return None
+        result.append((combinator or (" " if result else ""), tokens))
+        combinator = ""
+    return result or None
+
+
+def _specificity(compounds: list[tuple[str, list[str]]]) -> tuple[int, int, int]:
+    ids = classes = tags = 0
+
+    def count(tokens: list[str]) -> None:
+        nonlocal ids, classes, tags
+        for t in tokens:
+            if t.startswith(":not("):
+                count(COMPOUND_TOKEN.findall(t[5:-1]))
+            elif t.startswith("#"):
                 ids += 1
             elif t.startswith((".", "[", ":")):
                 classes += 1
             elif t != "*":
                 tags += 1
+
+    for _combinator, tokens in compounds:
+        count(tokens)
     return ids, classes, tags
 
 
@@ -195,7 +215,10 @@ def _matches_compound(tokens: list[str], el: El) -> bool:
     for t in tokens:
         if t == "*":
             continue
-        if t.startswith("."):
+        if t.startswith(":not("):
+            if _matches_compound(COMPOUND_TOKEN.findall(t[5:-1]), el):
+                return False
+        elif t.startswith("."):
             if t[1:] not in el.classes:
                 return False
         elif t.startswith("#"):
@@ -203,7 +226,8 @@ def _matches_compound(tokens: list[str], el: El) -> bool:
                 return False
         elif t.startswith("["):
             name, _, value = t[1:-1].partition("=")
-            if name not in attrs or (value and attrs[name] != value.strip("\"'")):
+            present = dict(attrs, **({"class": " ".join(sorted(el.classes))} if el.classes else {}))
+            if name not in present or (value and present[name] != value.strip("\"'")):
                 return False
         elif t == ":root":
             if el.tag != "html":
@@ -216,18 +240,18 @@ def _matches_compound(tokens: list[str], el: El) -> bool:
     return True
 
 
-def _matches(compounds: list[list[str]], chain: list[El]) -> bool:
-    """`chain` runs from <html> to the element itself."""
-    if not _matches_compound(compounds[-1], chain[-1]):
-        return False
-    ancestors = chain[:-1]
-    for tokens in reversed(compounds[:-1]):
-        while ancestors and not _matches_compound(tokens, ancestors[-1]):
-            ancestors = ancestors[:-1]
-        if not ancestors:
+def _matches(compounds: list[tuple[str, list[str]]], chain: list[El]) -> bool:
+    """`chain` runs from <html> to the element itself; right to left, backtracking over ancestors."""
+    def match(k: int, j: int) -> bool:  # compound k matches chain[j], and everything left of it fits
+        if not _matches_compound(compounds[k][1], chain[j]):
             return False
-        ancestors = ancestors[:-1]
-    return True
+        if k == 0:
+            return True
+        if compounds[k][0] == ">":
+            return j > 0 and match(k - 1, j - 1)
+        return any(match(k - 1, i) for i in range(j - 1, -1, -1))
+
+    return match(len(compounds) - 1, len(chain) - 1)
 
 
 INHERITED = {"color"}
@@ -328,15 +352,26 @@ def _background(style: dict[str, str]) -> Rgba | None:
     return find_colour(value)
 
 
-VAR = re.compile(r"var\(\s*(--[\w-]+)\s*(?:,\s*([^()]*(?:\([^()]*\)[^()]*)*))?\)")
-
-
 def substitute(value: str, variables: dict[str, str], depth: int = 0) -> str:
-    """`value` with every var() replaced (fallbacks honoured; uppercase RGBA() lowered)."""
-    if depth > 20:
-        return value
-    replaced = VAR.sub(lambda m: variables.get(m.group(1), m.group(2) or ""), value)
-    replaced = re.sub(r"\bRGBA\(", "rgba(", replaced)
-    if replaced != value and "var(" in replaced:
-        return substitute(replaced, variables, depth + 1)
-    return replaced
+    """`value` with every var() replaced, fallbacks (themselves holding var()) honoured; uppercase RGBA()
+    lowered."""
+    out, i = [], 0
+    while True:
+        j = value.find("var(", i)
+        if j < 0:
+            out.append(value[i:])
+            break
+        out.append(value[i:j])
+        depth_, k = 1, j + 4
+        while k < len(value) and depth_:
+            depth_ += {"(": 1, ")": -1}.get(value[k], 0)
+            k += 1
+        inner = value[j + 4:k - 1]
+        name, comma, fallback = inner.partition(",")
+        name = name.strip()
+        if variables.get(name, "initial").strip() != "initial" and depth < 20:  # `initial`: unset
+            out.append(substitute(variables[name], variables, depth + 1))
+        elif comma:
+            out.append(substitute(fallback.strip(), variables, depth + 1))
+        i = k
+    return re.sub(r"\bRGBA\(", "rgba(", "".join(out))
