@@ -79,9 +79,10 @@ def test_operator_recovers_a_killed_flow_from_its_page(require_chromium, page, l
         page.click("#recover-btn")
         page.wait_for_selector("#recovery-link", timeout=scaled_s(10) * 1000)
         assert dialogs and "steps that succeeded are not run again" in dialogs[0]
+        recovery = QueueItem.objects.get(recovers=item)
         page.click("#recovery-link")
-        page.wait_for_function("document.querySelector('#item-status').textContent === 'completed'",
-                               timeout=scaled_s(60) * 1000)
+        page.wait_for_url(f"**/procedures/items/{recovery.uid}/")
+        page.wait_for_selector("#item-status:text-is('completed')", timeout=scaled_s(60) * 1000)
         page.wait_for_selector('li[data-path="total"][data-state=succeeded]')
         assert "done before" in page.inner_text('li[data-path="points/3/work"]')
         assert "done before" not in page.inner_text('li[data-path="points/4/work"]')
@@ -89,7 +90,7 @@ def test_operator_recovers_a_killed_flow_from_its_page(require_chromium, page, l
 
     # Each point finished exactly once over the two runs; the total saw all ten.
     assert sorted(Path(done_file).read_text().split(), key=int) == [str(i) for i in range(1, 11)]
-    recovery = QueueItem.objects.get(recovers=item)
+    recovery.refresh_from_db()
     assert recovery.status == "completed"
     assert StepRun.objects.get(run__item=recovery, path="total").data == {"result": sum(i * i for i in range(1, 11))}
     assert StepRun.objects.filter(run__item=recovery, kind="step", reused=True).count() == 4  # setup + 3 points
