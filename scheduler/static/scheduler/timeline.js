@@ -36,7 +36,7 @@
     }));
     if (data.now) {
       shapes.push({type: "line", xref: "x", yref: "paper", x0: data.now, x1: data.now, y0: 0, y1: 1,
-                   line: {color: "#dc3545", width: 2, dash: "dot"}});
+                   line: {color: "#ea868f", width: 2, dash: "dot"}});
     }
     return shapes;
   }
@@ -45,7 +45,7 @@
     const notes = [];
     if (data.now) {
       notes.push({x: data.now, y: 1, xref: "x", yref: "paper", text: "now " + utcHM(data.now), showarrow: false,
-                  yanchor: "bottom", font: {color: "#dc3545", size: 11}});
+                  yanchor: "bottom", font: {color: "#ea868f", size: 11}});
     }
     // Name each twilight band once, where it is widest, so the shading explains itself.
     const seen = {};
