@@ -192,3 +192,19 @@ def test_no_page_shows_a_raw_float_or_a_locale_date(client, db, settings):
                 raise AssertionError(f"{role} {path}: {error}") from None
             walked += 1
     assert walked >= 30
+
+
+def test_the_editors_check_shows_observable_windows_in_utc(client, db):
+    """'Check' in the request editor lists when each target is observable: ISO order, UTC."""
+    import time_machine
+
+    from routine_manager.tests.helpers import NOW, make_observatory
+    from routine_manager.tests.test_views import _post
+
+    with time_machine.travel(NOW, tick=True):
+        obs = make_observatory()
+        client.force_login(obs.astronomer)
+        page = client.post("/requests/new/", _post(obs, "check")).content.decode()
+    windows = re.findall(r"Observable \(UTC\): ([^<]*)</div>", page)
+    assert windows and all(re.fullmatch(r"(\d{4}-\d\d-\d\d \d\d:\d\d–\d\d:\d\d(; )?)+", w.strip()) for w in windows)
+    assert_readable(page)
