@@ -359,6 +359,12 @@ class StepContext:
 
         return context_group(self, task, values, *args, **options)
 
+    def script(self, path, params: dict | None = None, **options):
+        """``ctx.script`` of procedures.external, its published data and log lines this step's."""
+        from procedures.external import context_script
+
+        return context_script(self, path, params, **options)
+
     def publish(self, **data) -> None:
         """Data of this step (stored with it; later steps read it through ``ctx.data``): JSON values only."""
         json.dumps(data)

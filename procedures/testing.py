@@ -33,3 +33,14 @@ def queue_manager(*, database_url: str, env: dict | None = None, log_path: Path 
                 proc.wait(timeout=5)
         if log_path:
             out.close()
+
+
+def celery_worker(env: dict, queue: str, log_path: Path, *, concurrency: int, include: str = "") -> subprocess.Popen:
+    """A real Celery worker (threads pool) consuming ``queue``, its output appended to ``log_path``; stop it with
+    ``devices.testing.stop_process(proc, 15)``. ``include``: a module of extra tasks to import."""
+    with open(log_path, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "pyros", "worker", "-Q", queue, "-P", "threads", "-c",
+             str(concurrency), "--without-gossip", "--without-mingle", "--without-heartbeat",
+             "-n", f"{queue}@localhost", "--loglevel", "INFO", *(["-I", include] if include else [])],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)

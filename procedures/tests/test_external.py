@@ -274,6 +274,34 @@ def test_a_script_procedure_as_a_flow_step_publishes_into_the_steps_data(scripts
     assert "[check] shell_check.sh> args: --count=2 --label=x" in _log_text(context)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_ctx_script_in_a_function_step_publishes_into_that_steps_data(scripts, tmp_path):
+    from procedures.flows import run_flow
+    from procedures.models import QueueItem, StepRun
+    from procedures.sdk import Flow, Step
+
+    shell = scripts("shell_check.sh", SHELL, mode=0o755)
+
+    def check(ctx):
+        ctx.script(shell, {"count": 2})
+
+    flow = Flow(Step("check", check), Step("after", lambda ctx: None, require="check"))
+    item = QueueItem.objects.create(procedure="flow", timeout_s=60, sky="none", status="running")
+    control = RunControl(item_id=item.pk)
+    logger = logging.getLogger(f"pyros.procedures.flow-{uuid.uuid4().hex[:8]}")
+    logger.addHandler(_ItemLogHandler(control))
+    logger.setLevel(logging.INFO)
+    context = ProcedureContext(control=control, observatory=None, item_uid=str(item.uid), procedure="flow",
+                               logger=logger)
+    run_flow(flow, ctx=context, item=item, resolve_procedure=lambda name: None)
+    step = StepRun.objects.get(run__item=item, path="check")
+    assert step.state == "succeeded" and step.data["from_shell"] is True
+    assert step.data["scripts"]["shell_check.sh"]["exit_status"] == 0
+    item.refresh_from_db()
+    assert "from_shell" not in (item.published or {})  # the step's, not the item's
+    assert "[check] shell_check.sh> args: --count=2" in _log_text(context)
+
+
 def test_the_script_environment_is_clean_and_arguments_follow_the_parameters(tmp_path):
     script = tmp_path / "env.py"
     script.write_text("import json, os, sys\nprint(json.dumps({'argv': sys.argv[1:], 'env': sorted(os.environ)}))\n")

@@ -19,9 +19,11 @@ from pathlib import Path
 import pytest
 
 from common.testing import scaled_s, wait_until
+from devices.testing import stop_process
 from procedures import fanout
 from procedures.context import ProcedureContext, RunControl
 from procedures.sdk import ProcedureError
+from procedures.testing import celery_worker
 
 REPO = Path(__file__).resolve().parents[2]
 SEEING = (1.5, 3.0)  # two frames, alternating in the group: the results must follow the order of the values
@@ -92,25 +94,6 @@ def _env(broker_env: dict, frames: Path) -> dict:
     return env
 
 
-def _worker(env: dict, queue: str, log_path: Path, *, concurrency: int, include: str = "") -> subprocess.Popen:
-    with open(log_path, "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "pyros", "worker", "-Q", queue, "-P", "threads", "-c",
-             str(concurrency), "--without-gossip", "--without-mingle", "--without-heartbeat",
-             "-n", f"{queue}@localhost", "--loglevel", "INFO", *(["-I", include] if include else [])],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-
 def _caller(env: dict, job: dict) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", CALLER, json.dumps(job)], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -129,13 +112,13 @@ def test_a_group_of_20_tasks_over_a_real_worker_returns_20_results_in_order(brok
     env = _env(broker_env, frames)
     queue = f"analysis-fanout-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     values = [f"seeing_{SEEING[i % 2]}.fits" for i in range(20)]
-    worker = _worker(env, queue, tmp_path / "worker.log", concurrency=4)
+    worker = celery_worker(env, queue, tmp_path / "worker.log", concurrency=4)
     try:
         caller = _caller(env, {"task": "measure_focus", "values": values, "queue": queue,
                                "timeout_s": scaled_s(120), "also_bad_call": True})
         answer = _answer(caller, scaled_s(180))
     finally:
-        _stop(worker)
+        stop_process(worker, 15)
     assert "error" not in answer, (answer["error"], (tmp_path / "worker.log").read_text()[-3000:])
     results = answer["results"]
     assert len(results) == 20 and [r["image"] for r in results] == values
@@ -160,7 +143,7 @@ def test_a_worker_killed_mid_task_fails_the_wait_with_a_clear_error_within_its_t
     log_path = tmp_path / "worker.log"
     # Tasks that hold the worker 2 s each, one at a time: killed just after the first one ends, the worker
     # certainly has the second in its hands.
-    worker = _worker(env, queue, log_path, concurrency=1, include="procedures.tests.fanout_tasks")
+    worker = celery_worker(env, queue, log_path, concurrency=1, include="procedures.tests.fanout_tasks")
     timeout_s = scaled_s(15)
     try:
         wait_until(lambda: "ready" in log_path.read_text(errors="replace"), timeout_s=scaled_s(60),
@@ -174,7 +157,7 @@ def test_a_worker_killed_mid_task_fails_the_wait_with_a_clear_error_within_its_t
         worker.wait(10)
         answer = _answer(caller, timeout_s + scaled_s(30))
     finally:
-        _stop(worker)
+        stop_process(worker, 15)
     error = answer.get("error")
     assert error, answer
     assert "pyros.tests.hold task(s) failed" in error and "pyros.tests.hold(2.0) [" in error
@@ -276,7 +259,7 @@ def test_a_procedure_in_the_real_queue_worker_fans_out_and_gets_its_results(proc
     queue = f"analysis-fanout-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     env = {"PYROS_PROCEDURES_DIR": str(procedures_dir), "PYROS_DATA_DIR": str(frames),
            "PYROS_VAR_DIR": str(tmp_path / "var"), "PYROS_INDI_HOST": "127.0.0.1", "PYROS_INDI_PORT": "9"}
-    worker = _worker({**os.environ, "DJANGO_SETTINGS_MODULE": "pyros.settings", "DATABASE_URL": test_database_url(),
+    worker = celery_worker({**os.environ, "DJANGO_SETTINGS_MODULE": "pyros.settings", "DATABASE_URL": test_database_url(),
                       **env}, queue, tmp_path / "worker.log", concurrency=2)
     values = [f"seeing_{SEEING[i % 2]}.fits" for i in range(6)]
     try:
@@ -288,7 +271,7 @@ def test_a_procedure_in_the_real_queue_worker_fans_out_and_gets_its_results(proc
                               timeout_s=scaled_s(120), what="focus_frames ended")
             assert QueueState.objects.get().env_status in ("idle", "busy")
     finally:
-        _stop(worker)
+        stop_process(worker, 15)
     assert done.status == "completed", (done.message, (tmp_path / "manager.log").read_text()[-3000:])
     fwhm = done.published["result"]["fwhm_arcsec"]
     assert len(fwhm) == 6 and all(f < 2.2 for f in fwhm[::2]) and all(f > 2.2 for f in fwhm[1::2])

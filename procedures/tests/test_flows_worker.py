@@ -17,11 +17,10 @@ from rest_framework.authtoken.models import Token
 
 from common.testing import scaled_s, wait_until
 from common.testing import test_database_url as database_url
+from devices.testing import stop_process
 from procedures import services
 from procedures.models import QueueItem, QueueState, StepRun
-from procedures.testing import queue_manager
-from procedures.tests.test_fanout import _stop as stop_process
-from procedures.tests.test_fanout import _worker as celery_worker
+from procedures.testing import celery_worker, queue_manager
 from pyrosapp.models import Image, ObservatoryState, Site, User
 from pyrosapp.tests.factories import UserFactory
 
@@ -50,7 +49,7 @@ def flow_env(night_observatory, procedures_dir, tmp_path, settings):
                        what="worker environment open")
             yield {"proc": proc, "data": Path(settings.PYROS_DATA_DIR), "queue": queue}
     finally:
-        stop_process(celery)
+        stop_process(celery, 15)
 
 
 def _ended(uid, timeout_s: float) -> QueueItem:
