@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -39,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -201,6 +203,27 @@ def wait_ready(port: int, proc: subprocess.Popen, timeout_s: float = 60.0) -> No
         except OSError:
             time.sleep(0.2)
     raise TimeoutError("gunicorn did not answer")
+
+
+@contextlib.contextmanager
+def web_server(log_path: Path, env: dict | None = None) -> Iterator[tuple[int, subprocess.Popen]]:
+    """The Procfile's `web` line on a free loopback port, answering when this yields (port, process); stopped
+    by its process group (SIGTERM, then SIGKILL after 20 s) at the end. Its output goes to ``log_path``."""
+    port = free_port()
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(web_command(port), cwd=REPO, env=dict(env or os.environ), stdout=log,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_ready(port, server)
+            yield port, server
+        finally:
+            if server.poll() is None:
+                os.killpg(server.pid, signal.SIGTERM)
+                try:
+                    server.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(server.pid, signal.SIGKILL)
+                    server.wait(timeout=5)
 
 
 def run_load(port: int, path: str, token: str, clients: int, duration_s: float, interval_s: float,

@@ -26,9 +26,7 @@ import contextlib
 import logging
 import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +37,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_dashboard import free_port, wait_ready, web_command  # noqa: E402
+from bench_dashboard import web_server  # noqa: E402
 
 DISPATCH_MS = 20.0
 RECOVERY_START_S = 1.0
@@ -166,22 +164,7 @@ def main() -> int:  # noqa: PLR0915 - one bench, read top to bottom
                     f"{args.rounds})", per_step_ms, per_step_ms <= DISPATCH_MS, "ms"))
 
     with contextlib.ExitStack() as stack:
-        port = free_port()
-        web_log = stack.enter_context(open(work / "gunicorn.log", "wb"))
-        server = subprocess.Popen(web_command(port), cwd=REPO, env=dict(os.environ), stdout=web_log,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
-
-        def stop_server() -> None:
-            if server.poll() is None:
-                os.killpg(server.pid, signal.SIGTERM)
-                try:
-                    server.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(server.pid, signal.SIGKILL)
-                    server.wait(timeout=5)
-
-        stack.callback(stop_server)
-        wait_ready(port, server)
+        port, server = stack.enter_context(web_server(work / "gunicorn.log"))
         url = f"http://127.0.0.1:{port}"
         http = requests.Session()
         http.headers["Authorization"] = f"Token {token}"

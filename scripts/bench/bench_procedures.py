@@ -33,7 +33,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -46,7 +45,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_dashboard import free_port, percentile, wait_ready, web_command  # noqa: E402
+from bench_dashboard import percentile, web_server  # noqa: E402
 
 ROUND_TRIP_P99_MS = 100.0
 START_DELAY_S = 1.0
@@ -150,22 +149,7 @@ def main() -> int:  # noqa: C901, PLR0915 - one bench, read top to bottom
         settings.PYROS_INDI_HOST, settings.PYROS_INDI_PORT = host, indi_port
         print(f"simulators on {host}:{indi_port} (speed 10, readout 1.0 s -> 0.1 s)", flush=True)
 
-        port = free_port()
-        web_log = stack.enter_context(open(work / "gunicorn.log", "wb"))
-        server = subprocess.Popen(web_command(port), cwd=REPO, env=dict(os.environ), stdout=web_log,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
-
-        def stop_server() -> None:
-            if server.poll() is None:
-                os.killpg(server.pid, signal.SIGTERM)
-                try:
-                    server.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(server.pid, signal.SIGKILL)
-                    server.wait(timeout=5)
-
-        stack.callback(stop_server)
-        wait_ready(port, server)
+        port, server = stack.enter_context(web_server(work / "gunicorn.log"))
         url = f"http://127.0.0.1:{port}"
         os.environ.update({"PYROS_URL": url, "PYROS_TOKEN": token})
         print(f"gunicorn (Procfile web line) pid {server.pid} on {url}", flush=True)
