@@ -68,7 +68,7 @@ def test_chart_containers_are_named_on_the_pages(astronomer_client, astronomer, 
     html = astronomer_client.get(f"/requests/{request.pk}/").content.decode()
     assert re.search(rf'id="altitude-{sequence.pk}"[^>]*role="figure"\s+aria-label="Altitude of M87 in degrees '
                      r'against time \(UTC\)', html)
-    assert 'xaxis: {title: {text: "time (UTC)"}}' in html and 'yaxis: {title: {text: "altitude (°)"}' in html
+    assert 'xaxis: {title: {text: "time (UTC)"}' in html and 'yaxis: {title: {text: "altitude (°)"}' in html
     editor = astronomer_client.get("/requests/new/").content.decode()
     assert 'class="altitude-preview mb-2" style="height: 280px" role="figure" aria-label="Altitude preview' in editor
 

@@ -78,3 +78,17 @@ window.pyrosFigure = (element, name) => {
   if (!element.getAttribute("role")) element.setAttribute("role", "figure");
   element.setAttribute("aria-label", name);
 };
+
+// A chart title that fits its chart: broken into lines at word boundaries for the chart's width (about
+// 7.5 px a character at Plotly's 13 px), with the top margin it needs and no tool bar on a phone.
+window.pyrosChartFit = (element, title) => {
+  const width = element.clientWidth || 600;
+  const perLine = Math.max(20, Math.floor(width / 7.5));
+  const lines = [];
+  for (const word of String(title).split(" ")) {
+    const last = lines.length - 1;
+    if (last >= 0 && (lines[last] + " " + word).length <= perLine) lines[last] += " " + word;
+    else lines.push(word);
+  }
+  return {title: lines.join("<br>"), marginTop: 24 + 17 * lines.length, narrow: width < 576};
+};

@@ -12,7 +12,8 @@
     return Object.assign({
       title: {text: title, font: {size: 13}}, height: 290, margin: {l: 55, r: 50, t: 35, b: 80},
       paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)", font: {color: TEXT, size: 11},
-      xaxis: {type: "date", gridcolor: GRID, tickformat: "%H:%M", title: {text: "time (UTC)"}},
+      xaxis: {type: "date", gridcolor: GRID, tickformat: "%H:%M<br>%Y-%m-%d", hoverformat: "%Y-%m-%d %H:%M:%S UTC",
+             title: {text: "time (UTC)"}},
       legend: {orientation: "h", y: -0.45}, hovermode: "x unified",
     }, extra, {yaxis: Object.assign({gridcolor: GRID, title: {text: yTitle}}, extra.yaxis || {})});
   }

@@ -43,13 +43,18 @@
                    line: {color: "#e55", dash: "dash", width: 1.5}});
       window.pyrosFigure(box, `${fig.title}: altitude in degrees against time (UTC) over the window's first week, ` +
                               `highest ${best === null ? "unknown" : best.toFixed(0) + "°"}, limit ${fig.limit_deg}°`);
+      const fit = window.pyrosChartFit(box, fig.title);
       Plotly.newPlot(box, [
         {x: fig.times, y: fig.altitude, customdata: fig.airmass, name: "target", mode: "lines",
-         hovertemplate: "%{x}<br>altitude %{y:.1f}°<br>airmass %{customdata:.2f}<extra></extra>"},
+         hovertemplate: "%{x|%Y-%m-%d %H:%M} UTC<br>altitude %{y:.1f}°<br>airmass %{customdata:.2f}<extra></extra>"},
         {x: fig.times, y: fig.moon, name: "Moon", mode: "lines", line: {color: "#bbb", dash: "dot", width: 1}},
-      ], {title: {text: fig.title, x: 0, xanchor: "left", y: 0.97, font: {size: 13}}, shapes, margin: {l: 55, r: 10, t: 50, b: 50},
-          yaxis: {title: {text: "altitude (°)"}, range: [0, 90]}, xaxis: {title: {text: "time (UTC)"}}, legend: {orientation: "h", y: 1.0, yanchor: "bottom", x: 1, xanchor: "right"},
-          paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)"}, {displaylogo: false, responsive: true});
+      ], {title: {text: fit.title, x: 0, xanchor: "left", font: {size: 13}},
+          shapes, margin: {l: 55, r: 10, t: fit.marginTop, b: 50},
+          yaxis: {title: {text: "altitude (°)"}, range: [0, 90], automargin: true},
+          xaxis: {title: {text: "time (UTC)"}, automargin: true, tickformat: "%H:%M<br>%Y-%m-%d", nticks: fit.narrow ? 4 : 10},
+          legend: {orientation: "h", y: 1, yanchor: "top", x: 1, xanchor: "right", bgcolor: "rgba(33,37,41,0.75)"},
+          paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)"},
+        {displaylogo: false, responsive: true, displayModeBar: fit.narrow ? false : "hover"});
     } catch (error) { say(row, error.message, false); }
   };
   form.addEventListener("click", (event) => {
