@@ -8,14 +8,14 @@ PyROS's answer as it is."""
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import sys
 import time
 import tomllib
+import urllib.parse
 from pathlib import Path
-
-import requests
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 CONFIG = Path(os.environ.get("PYROS_CLI_CONFIG", Path.home() / ".config" / "pyros" / "cli.toml"))
@@ -37,28 +37,70 @@ def settings() -> tuple[str, str]:
 
 
 class Api:
-    def __init__(self, url: str, token: str) -> None:
+    """PyROS's REST API over one kept-alive HTTP connection (the standard library's: the CLI starts in ~15 ms
+    of imports instead of ~80 ms with requests). A connection the server closed in between is opened again."""
+
+    def __init__(self, url: str, token: str, timeout_s: float = 30.0) -> None:
         self.url = url
-        self.session = requests.Session()
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise CliError(f"PYROS_URL {url!r}: expected http://host:port or https://host", EXIT_USAGE)
+        self._scheme, self._netloc, self._prefix = parts.scheme, parts.netloc, parts.path.rstrip("/")
+        self._timeout_s = timeout_s
+        self._conn: http.client.HTTPConnection | None = None
+        self.headers = {"Accept": "application/json", "User-Agent": "pyros-cli"}
         if token:
-            self.session.headers["Authorization"] = f"Token {token}"
+            self.headers["Authorization"] = f"Token {token}"
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if self._conn is None:
+            cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
+            self._conn = cls(self._netloc, timeout=self._timeout_s)
+        return self._conn
+
+    def _send(self, method: str, target: str, payload: bytes | None) -> tuple[int, str, bytes]:
+        headers = dict(self.headers)
+        if payload is not None:
+            headers["Content-Type"] = "application/json"
+        for attempt in (1, 2):
+            conn = self._connection()
+            try:
+                conn.request(method, target, body=payload, headers=headers)
+                response = conn.getresponse()
+                return response.status, response.reason, response.read()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                conn.close()
+                self._conn = None
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def call(self, method: str, path: str, body: dict | None = None, params: dict | None = None) -> dict:
+        target = f"{self._prefix}/api/{path}" + (f"?{urllib.parse.urlencode(params)}" if params else "")
+        payload = json.dumps(body).encode() if body is not None else None
         try:
-            r = self.session.request(method, f"{self.url}/api/{path}", json=body, params=params, timeout=30)
-        except requests.RequestException as exc:
+            status, reason, raw = self._send(method, target, payload)
+        except (OSError, http.client.HTTPException) as exc:
+            self._conn = None
             raise CliError(f"PyROS unreachable at {self.url}: {exc}", EXIT_UNREACHABLE) from exc
+        ok = status < 400
         try:
-            data = r.json()
+            data = json.loads(raw)
         except ValueError:
-            data = {"success": False, "msg": r.text[:300]}
-        if r.status_code in (401, 403):
-            raise CliError(f"refused ({r.status_code}): {data.get('msg') or data.get('detail') or r.reason}"
-                           + ("" if self.session.headers.get("Authorization") else " (no token: set PYROS_TOKEN)"),
-                           EXIT_UNREACHABLE if r.status_code == 401 else EXIT_REFUSED)
-        if "success" not in data:
-            data = {"success": r.ok, "msg": data.get("detail", "") if isinstance(data, dict) else "", "data": data}
-        if not r.ok:
+            data = {"success": False, "msg": raw.decode(errors="replace")[:300]}
+        if status in (401, 403):
+            detail = (data.get("msg") or data.get("detail")) if isinstance(data, dict) else None
+            raise CliError(f"refused ({status}): {detail or reason}"
+                           + ("" if "Authorization" in self.headers else " (no token: set PYROS_TOKEN)"),
+                           EXIT_UNREACHABLE if status == 401 else EXIT_REFUSED)
+        if not isinstance(data, dict) or "success" not in data:
+            data = {"success": ok, "msg": data.get("detail", "") if isinstance(data, dict) else "", "data": data}
+        if not ok:
             data["success"] = False
         return data
 
@@ -336,14 +378,18 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     url, token = settings()
-    api = Api(args.url or url, token)
+    api = None
     try:
+        api = Api(args.url or url, token)
         if args.command == "monitor":
             return monitor(api, interval_s=args.interval, once=args.once, as_json=args.json)
         data = run(args, api)
     except CliError as exc:
         print(json.dumps({"success": False, "msg": exc.msg}) if args.json else f"pyros: {exc.msg}", file=sys.stderr)
         return exc.code
+    finally:
+        if api is not None:
+            api.close()
     if args.json:
         print(json.dumps(data, indent=2))
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 
@@ -102,3 +103,30 @@ def test_cli_against_a_running_server(loaded, live_server, transactional_db):
     assert _pyros(live_server, "wrong-token", "queue", "show").returncode == 3
     r = _pyros(live_server, token, "requests", "list")
     assert r.returncode == 0
+
+
+def test_cli_says_when_pyros_is_unreachable_or_its_url_is_wrong():
+    from devices.testing import free_port
+
+    class Server:  # nothing listens on this port
+        url = f"http://127.0.0.1:{free_port()}"
+
+    r = _pyros(Server, "token", "queue", "show")
+    assert r.returncode == 3 and f"PyROS unreachable at {Server.url}" in r.stderr
+    Server.url = "127.0.0.1:8000"  # no scheme
+    r = _pyros(Server, "token", "queue", "show")
+    assert r.returncode == 2 and "expected http://host:port" in r.stderr
+
+
+def test_cli_keeps_one_connection_and_reopens_one_the_server_closed(loaded, live_server, transactional_db):
+    from procedures.cli import Api
+
+    token = Token.objects.create(user=UserFactory(role=User.Role.OPERATOR)).key
+    api = Api(live_server.url, token)
+    assert api.call("GET", "queue/")["success"]
+    first = api._conn
+    assert api.call("GET", "procedures/")["success"] and api._conn is first  # kept alive
+    assert first.sock is not None  # kept alive by the server
+    first.sock.shutdown(socket.SHUT_RDWR)  # as a server closing an idle kept-alive connection
+    assert api.call("GET", "queue/")["success"]
+    api.close()
