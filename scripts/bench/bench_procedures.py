@@ -249,7 +249,7 @@ def main() -> int:  # noqa: C901, PLR0915 - one bench, read top to bottom
             remove(uid)
         if sub_trips:
             print(f"python -m procedures.cli queue add -> listed:  {stats_ms(sub_trips)}  (information)")
-            print(f"  of which the interpreter start + CLI imports (requests): p50 {statistics.median(startup) * 1e3:.1f} ms"
+            print(f"  of which the interpreter start + CLI imports: p50 {statistics.median(startup) * 1e3:.1f} ms"
                   f" (a bare `python -c pass`: {statistics.median(bare) * 1e3:.1f} ms)")
         p99 = percentile(round_trips, 99) * 1e3
         print(f"round trip p99 {p99:.1f} ms vs GET alone p99 {percentile(reference, 99) * 1e3:.1f} ms: ratio "
