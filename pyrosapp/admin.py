@@ -8,7 +8,7 @@ import time
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
@@ -62,7 +62,7 @@ class DetectorAdmin(admin.ModelAdmin):
 
 class DeviceConfigurationForm(forms.ModelForm):
     """An Alpaca choice is saved only if its server answers and has that device (the operator picks it from the
-    discovery page, or types it)."""
+    discovery page, or types it). The check runs from the web server's machine, as the discovery does."""
 
     class Meta:
         model = m.DeviceConfiguration
@@ -77,6 +77,10 @@ class DeviceConfigurationForm(forms.ModelForm):
 
         row = m.DeviceConfiguration(**{k: data.get(k) for k in self.Meta.fields})
         row.alpaca_host = row.alpaca_host or ""
+        try:
+            row.clean()
+        except ValidationError:
+            return data  # said by the model's own check, which follows; nothing to ask the network
         try:
             address = row.alpaca_address(AlpacaSettings.from_env())
         except ValueError as exc:  # a wrong PYROS_ALPACA_* setting
