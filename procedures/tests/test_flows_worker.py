@@ -1,6 +1,7 @@
 """Flows on real processes: the shipped pointing-model grid on the INDI simulators (plate-solves fanned out to
 a real Celery worker), its worker killed with SIGKILL mid-grid, then recovered from the `pyros` CLI: only the
-unfinished points are measured again (the frames are counted: no duplicate FITS file, no duplicate Image row)."""
+unfinished points are measured again (the frames are counted: no duplicate FITS file, no duplicate Image row);
+the same recovered from its page in Chromium."""
 
 from __future__ import annotations
 
@@ -67,7 +68,8 @@ def _pyros(url: str, token: str, *args) -> subprocess.CompletedProcess:
                           timeout=60)
 
 
-def test_pointing_grid_killed_at_point_4_is_recovered_from_the_cli_without_redoing_points(flow_env, live_server):
+def _grid_killed_at_point_4(flow_env) -> QueueItem:
+    """The shipped pointing grid (10 points) started, its worker killed with SIGKILL while point 4 exposes."""
     site = Site.objects.get(is_active=True)
     decs = [round(site.latitude_deg - 15), round(site.latitude_deg + 5)]
     item = services.queue_item_add(procedure="pointing_grid", by="test", params={
@@ -84,16 +86,15 @@ def test_pointing_grid_killed_at_point_4_is_recovered_from_the_cli_without_redoi
     assert steps["grid/4/expose"].state == "failed" and steps["grid/4/expose"].message.startswith("interrupted")
     assert [steps[f"grid/{i}/expose"].state for i in range(1, 11)] == ["succeeded"] * 3 + ["failed"] + ["pending"] * 6
     assert Image.objects.count() == 3
+    return cut
 
-    token = Token.objects.create(user=UserFactory(role=User.Role.OPERATOR)).key
-    r = _pyros(live_server.url, token, "queue", "recover", str(cut.uid)[:8])
-    assert r.returncode == 0, r.stderr
-    assert "recovery of pointing_grid queued at the front" in r.stdout
+
+def _ten_points_once(flow_env, cut: QueueItem) -> QueueItem:
+    """The recovery of ``cut`` completed with ten frames in all: one FITS file and one Image row per point,
+    none taken twice, points 1-3 taken over, the plate-solves done by the Celery worker."""
     recovery = QueueItem.objects.get(recovers=cut)
     done = _ended(recovery.uid, scaled_s(240))
     assert done.status == "completed", (done.message, done.traceback)
-
-    # Ten points, ten frames: one FITS file and one Image row per point, none taken twice.
     images = list(Image.objects.order_by("pk"))
     files = sorted(p.relative_to(flow_env["data"]).as_posix() for p in flow_env["data"].rglob("*.fits"))
     assert len(images) == 10 and len(files) == 10
@@ -109,7 +110,40 @@ def test_pointing_grid_killed_at_point_4_is_recovered_from_the_cli_without_redoi
     solves = [steps[f"grid/{i}/solve"] for i in range(1, 11)]
     assert sum(1 for s in solves if s.data.get("solved")) == done.published["solved"]
     assert all(s.data.get("method") for s in solves if s.data.get("solved"))  # solved by the Celery worker
+    return done
+
+
+def test_pointing_grid_killed_at_point_4_is_recovered_from_the_cli_without_redoing_points(flow_env, live_server):
+    cut = _grid_killed_at_point_4(flow_env)
+    token = Token.objects.create(user=UserFactory(role=User.Role.OPERATOR)).key
+    r = _pyros(live_server.url, token, "queue", "recover", str(cut.uid)[:8])
+    assert r.returncode == 0, r.stderr
+    assert "recovery of pointing_grid queued at the front" in r.stdout
+    done = _ten_points_once(flow_env, cut)
     r = _pyros(live_server.url, token, "queue", "flow", str(done.uid))
     assert r.returncode == 0 and "(earlier run)" in r.stdout and "grid" in r.stdout
     r = _pyros(live_server.url, token, "queue", "recover", str(done.uid))
     assert r.returncode == 1 and "nothing to recover" in r.stderr
+
+
+@pytest.mark.browser
+def test_pointing_grid_killed_at_point_4_is_recovered_from_its_page(require_chromium, flow_env, page, live_server,
+                                                                    client, screenshot_dir):
+    cut = _grid_killed_at_point_4(flow_env)
+    client.force_login(UserFactory(role=User.Role.OPERATOR))
+    page.context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value,
+                               "url": live_server.url}])
+    page.goto(f"{live_server.url}/procedures/items/{cut.uid}/")
+    page.wait_for_selector('li[data-path="grid/4/expose"][data-state=failed]', timeout=scaled_s(20) * 1000)
+    dialogs = []
+    page.once("dialog", lambda d: (dialogs.append(d.message), d.accept()))
+    page.click("#recover-btn")
+    page.wait_for_selector("#recovery-link", timeout=scaled_s(10) * 1000)
+    assert dialogs and "steps that succeeded are not run again" in dialogs[0]
+    done = _ten_points_once(flow_env, cut)
+    page.click("#recovery-link")
+    page.wait_for_url(f"**/procedures/items/{done.uid}/")
+    page.wait_for_selector("#item-status:text-is('completed')", timeout=scaled_s(30) * 1000)
+    assert "done before" in page.inner_text('li[data-path="grid/3/expose"]')
+    assert "done before" not in page.inner_text('li[data-path="grid/4/expose"]')
+    page.screenshot(path=str(screenshot_dir / "procedures-pointing-grid-recovered.png"))
