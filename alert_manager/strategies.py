@@ -389,10 +389,13 @@ def notify_triggered(*, event: AlertEvent, strategy: Strategy, ra_deg: float, de
     if event.burst_time is not None:
         minutes = (now - event.burst_time).total_seconds() / 60.0
         since = f"{minutes:.1f} min after the trigger" if minutes < 120 else f"{minutes / 60.0:.1f} h after the trigger"
-    error = f" ± {event.error_deg * 60.0:.1f}'" if event.error_deg else ""
-    trigger = event.burst_time.strftime("%Y-%m-%d %H:%M:%S UTC") if event.burst_time else "unknown"
+    from common import formats
+
+    error = f" ± {formats.angle(event.error_deg)}" if event.error_deg else ""
+    trigger = formats.utc(event.burst_time) if event.burst_time else "unknown"
     notifications.notify(
         "grb_triggered", subject=f"{event.name}: {what}",
-        body=(f"{event.name} ({', '.join(event.missions or []) or 'alert'}) at RA {ra_deg:.4f}°, Dec {dec_deg:+.4f}°"
-              f"{error}; trigger {trigger}; strategy {strategy.name!r}: {what}" + (f", {since}" if since else "") + "."),
+        body=(f"{event.name} ({', '.join(event.missions or []) or 'alert'}) at RA {formats.ra(ra_deg)}, "
+              f"Dec {formats.dec(dec_deg)} ({ra_deg:.4f}°, {dec_deg:+.4f}°){error}; trigger {trigger}; "
+              f"strategy {strategy.name!r}: {what}" + (f", {since}" if since else "") + "."),
         link=reverse("alert_manager:event_detail", args=[event.pk]), background=True)

@@ -160,6 +160,8 @@ LOGOUT_REDIRECT_URL = "user_manager:login"
 
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = "UTC"
+# Django's own date formatting (the backoffice's lists) as on PyROS's pages: '2026-12-04 23:41:07 UTC'.
+FORMAT_MODULE_PATH = ["common.locale_formats"]
 USE_I18N = False
 USE_TZ = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

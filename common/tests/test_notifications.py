@@ -208,7 +208,7 @@ def test_grb_message_has_position_time_since_trigger_and_link(sent, django_captu
         time.sleep(0.02)
     (name, kwargs), = sent
     assert name == "pyros.common.notify" and kwargs["kind"] == "grb_triggered" and kwargs["user_ids"] is None
-    assert "RA 123.4567°, Dec -12.3456° ± 3.0'" in kwargs["body"] and "7.0 min after the trigger" in kwargs["body"]
+    assert "RA 08h13m49.61s, Dec -12°20′44.2″ (123.4567°, -12.3456°) ± 3′" in kwargs["body"] and "7.0 min after the trigger" in kwargs["body"]
     assert kwargs["link"] == f"http://127.0.0.1:8000/alerts/{event.pk}/"
 
 
