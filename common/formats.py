@@ -55,7 +55,8 @@ def utc(value: datetime | date | str | None, style: str = "s") -> str:
     return text if style == "date" else f"{text} UTC"
 
 
-def _number(value) -> float | None:
+def finite_number(value) -> float | None:
+    """``value`` as a finite float, or None (not a number, NaN, infinite)."""
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -65,7 +66,7 @@ def _number(value) -> float | None:
 
 def ra(value_deg) -> str:
     """Right ascension (degrees) as ``12h30m49.42s``."""
-    deg = _number(value_deg)
+    deg = finite_number(value_deg)
     if deg is None:
         return EMPTY
     centiseconds = round((deg % 360.0) / 15.0 * 360000)  # hundredths of a second of time
@@ -77,7 +78,7 @@ def ra(value_deg) -> str:
 
 def dec(value_deg) -> str:
     """Declination (degrees) as ``+12°23′28.0″``."""
-    deg = _number(value_deg)
+    deg = finite_number(value_deg)
     if deg is None:
         return EMPTY
     sign = "-" if deg < 0 else "+"
@@ -102,7 +103,7 @@ def _significant(x: float) -> str:
 
 def angle(value_deg) -> str:
     """An angular size (degrees) in arcseconds below 1′, arcminutes below 1°, else degrees."""
-    deg = _number(value_deg)
+    deg = finite_number(value_deg)
     if deg is None:
         return EMPTY
     size = abs(deg)
@@ -115,7 +116,7 @@ def angle(value_deg) -> str:
 
 def degrees(value_deg, decimals: int = 4) -> str:
     """Decimal degrees rounded (4-5 decimals: 0.4″-0.04″), for places that want degrees."""
-    deg = _number(value_deg)
+    deg = finite_number(value_deg)
     if deg is None:
         return EMPTY
     return f"{deg:.{int(decimals)}f}°"

@@ -20,6 +20,8 @@ from pathlib import Path
 from astropy.io import fits
 from astropy.time import Time
 
+from common.formats import finite_number
+
 # DATE-OBS as the FITS standard writes it (ISO 8601, UTC, no zone suffix), to the millisecond.
 DATE_OBS_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
 # The WCS keywords PyROS writes (and replaces): a camera's own partial or stale WCS must not mix with ours.
@@ -126,14 +128,6 @@ def header_date_obs(header: fits.Header) -> datetime | None:
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
-def _number(value) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
 def _standard_cards(header: fits.Header, ctx: ImageContext, *, airmass: float | None, date_obs: datetime | None,
                     ccd_temp_c: float | None) -> None:
     light = ctx.frame_type == "light"
@@ -144,9 +138,9 @@ def _standard_cards(header: fits.Header, ctx: ImageContext, *, airmass: float | 
             ("DATE-OBS", start.strftime(DATE_OBS_FORMAT)[:-3], "UTC start of exposure"),
             ("MJD-OBS", round(float(Time(start).mjd), 8), "[d] MJD (UTC) of the start of exposure"),
         ]
-    exposure_s = _number(header.get("EXPTIME"))
+    exposure_s = finite_number(header.get("EXPTIME"))
     if exposure_s is None:
-        exposure_s = _number(header.get("EXPOSURE"))
+        exposure_s = finite_number(header.get("EXPOSURE"))
     cards += [
         ("EXPTIME", exposure_s if exposure_s is not None else float(ctx.exposure_s), "[s] exposure time"),
         ("FILTER", ctx.filter_name or str(header.get("FILTER", "")) or "none", "filter"),
@@ -158,7 +152,7 @@ def _standard_cards(header: fits.Header, ctx: ImageContext, *, airmass: float | 
         ("SITEELEV", ctx.site_elev_m, "[m] site elevation"),
         ("PYFRAME", ctx.frame_type, "PyROS frame type"),
     ]
-    camera_temp = _number(header.get("CCD-TEMP"))
+    camera_temp = finite_number(header.get("CCD-TEMP"))
     temp = camera_temp if camera_temp is not None else ccd_temp_c
     if temp is not None:
         cards.append(("CCD-TEMP", round(float(temp), 2), "[C] sensor temperature"))
@@ -186,8 +180,8 @@ def _standard_cards(header: fits.Header, ctx: ImageContext, *, airmass: float | 
 
 def _pointing_and_wcs(header: fits.Header, ctx: ImageContext) -> None:
     """RA/DEC of the pointing and a TAN WCS centred on it; the camera's numeric RA/DEC when PyROS has none."""
-    ra = ctx.ra_deg if ctx.ra_deg is not None else _number(header.get("RA"))
-    dec = ctx.dec_deg if ctx.dec_deg is not None else _number(header.get("DEC"))
+    ra = ctx.ra_deg if ctx.ra_deg is not None else finite_number(header.get("RA"))
+    dec = ctx.dec_deg if ctx.dec_deg is not None else finite_number(header.get("DEC"))
     if ra is None or dec is None:
         return
     header["RA"] = (round(float(ra) % 360.0, 7), "[deg] telescope pointing RA (ICRS)")
@@ -197,7 +191,7 @@ def _pointing_and_wcs(header: fits.Header, ctx: ImageContext) -> None:
     width, height = header.get("NAXIS1"), header.get("NAXIS2")
     scale = ctx.pixel_scale_arcsec
     if scale is None or scale <= 0:
-        scale = _number(header.get("PIXSCALE"))
+        scale = finite_number(header.get("PIXSCALE"))
         binning = 1  # a camera's PIXSCALE is already the binned one
     else:
         binning = max(int(ctx.binning or 1), 1)
