@@ -381,6 +381,41 @@ def test_json_images_are_decoded_as_imagebytes_ones():
         _decode_json_image(refused, "camera")
 
 
+def test_json_images_parsed_while_they_arrive_equal_the_whole_answer_parsed_by_json():
+    import json
+
+    from devices.alpaca.transport import JsonImageStream, _decode_json_image, _decode_json_image_slowly
+
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 65535, size=(37, 23))  # [x][y]
+    answers = {
+        "type first": {"Type": 2, "Rank": 2, "Value": pixels.tolist(), "ErrorNumber": 0, "ErrorMessage": ""},
+        "type after the array": {"Value": pixels.tolist(), "Rank": 2, "Type": 2, "ErrorNumber": 0},
+        "doubles": {"Type": 3, "Rank": 2, "Value": (pixels / 7.0).tolist(), "ErrorNumber": 0},
+    }
+    for name, answer in answers.items():
+        body = json.dumps(answer, separators=(",", ":")).encode()
+        expected = _decode_json_image_slowly(body, "camera")
+        for size in (1, 7, 64, 1000, len(body)):  # chunk boundaries anywhere: inside numbers, between "]" and "]"
+            stream = JsonImageStream()
+            for k in range(0, len(body), size):
+                stream.feed(body[k:k + size])
+            image = stream.finish("camera")
+            assert image is not None, (name, size)
+            assert image.shape == (23, 37) and np.array_equal(image, expected), (name, size)
+            assert image.dtype == (np.float64 if name == "doubles" else np.int32)
+    # Not shaped as expected: the stream says so and the whole answer is read by json, with the same pixels
+    spaced = json.dumps({"Type": 2, "Rank": 2, "Value": pixels.tolist()}, indent=1).encode()
+    stream = JsonImageStream()
+    stream.feed(spaced)
+    assert stream.finish("camera") is None
+    assert np.array_equal(_decode_json_image(spaced, "camera"), pixels.T)
+    garbled = json.dumps({"Type": 2, "Rank": 2, "Value": [[1, 2], [3, 4]]}).replace("3", "3x").encode()
+    stream = JsonImageStream()
+    stream.feed(garbled)
+    assert stream.finish("camera") is None
+
+
 def test_a_safety_monitor_alone_is_the_weather_station(sims):
     from devices.alpaca.connection import AlpacaSettings
 

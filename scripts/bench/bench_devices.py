@@ -298,7 +298,7 @@ def side_by_side() -> int:
         ("mount abort acknowledged (ms)", "mount_abort_ms", 100.0),
         ("image transfer, 1280x1024 (ms)", "transfer_ms", None),
         ("image on the wire (MB)", "transfer_mb", None),
-        ("  of the overhead: decoding the answer (ms)", "decode_ms", None),
+        ("  of the overhead: decoding after the last byte (ms)", "decode_ms", None),
         ("  of the overhead: pixels to FITS (ms)", "fits_ms", None),
     ]
     names = list(columns)
