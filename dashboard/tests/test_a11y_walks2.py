@@ -1,0 +1,217 @@
+"""The accessibility walks (#16) over the pages test_a11y_browser.py does not reach, with the data that fills
+them: an analysed GRB event (image list, image detail with its quick-look, sources, afterglow candidates and
+light curve, the event's report: photometry, finding chart, GCN circular draft), a flow's item page (its step
+tree), the alert streams page, a strategy's template form, the schedule's planned sequences, and the request
+editor's altitude preview once drawn. On each: the text as drawn reaches WCAG AA, charts have names and
+titles, nothing is wider than a 375 px phone, and every time and position reads the PyROS way
+(ISO UTC dates, sexagesimal RA/Dec rounded; no raw ISO 'T', no month names, no long decimals)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from dashboard.tests.pages import build_site
+from dashboard.tests.test_a11y_browser import (
+    CHARTS_SCRIPT,
+    CONTRAST_SCRIPT,
+    DESKTOP,
+    PHONE,
+    WIDTH_SCRIPT,
+    chart_problems,
+    settle,
+)
+from dashboard.tests.test_browser import log_in
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+TIMES_S = (300.0, 600.0, 7200.0)  # two detections of the afterglow, then an upper limit
+
+
+def seed_flow_item():
+    """A flow that ran in this process (no worker): a setup step, a loop of three points of which the
+    second failed, and a last step that never ran; its item page shows the step tree."""
+    from procedures.sdk import Flow, Loop, Step
+    from procedures.tests.test_flows import run
+
+    def setup(ctx):
+        ctx.publish(ready=True)
+
+    def point(ctx):
+        if ctx.value == 2:
+            raise RuntimeError("the camera went away at point 2")
+        ctx.publish(point=ctx.value)
+
+    def total(ctx):
+        return 0
+
+    return run(Flow(Step("setup", setup), Loop("points", [1, 2, 3], Step("work", point), require="setup"),
+                    Step("total", total, require="points")))
+
+
+@pytest.fixture
+def walked(transactional_db, settings, tmp_path):
+    """The demo site (build_site) with an analysed GRB event of the astronomer's, a flow item and a strategy."""
+    from analyzer import services as analysis
+    from analyzer.tests.test_services import make_alert_request, store_alert_images
+    from devices.sky import CameraModel
+    from pyrosapp import models as m
+    from pyrosapp.tests.factories import DetectorFactory
+
+    settings.PYROS_DATA_DIR = tmp_path / "data"
+    settings.PYROS_DATA_DIR.mkdir()
+    settings.PYROS_NAME_RESOLVER_ONLINE = False
+    site = build_site()
+    camera = CameraModel()
+    detector = DetectorFactory(width_px=camera.width_px, height_px=camera.height_px)
+    astronomer = m.User.objects.get(email=site.seed.credentials["astronomer"][0])
+    event, sequence, transient = make_alert_request(detector, owner=astronomer)
+    images = store_alert_images(detector, sequence, transient, times_s=TIMES_S)
+    for image in images:
+        assert analysis.image_analyze(image_id=image.pk).status == "ok"
+    item = seed_flow_item()
+    strategy = m.Strategy.objects.order_by("pk").first()
+    assert strategy is not None, "the demo seeds the alert strategies"
+    return {"site": site, "event": event, "images": images, "item": item, "strategy": strategy}
+
+
+def walked_pages(w) -> dict[str, list[str]]:
+    """The pages, by who reaches them (the strategy template form is the administrators')."""
+    return {"operator": ["/images/", f"/images/{w['images'][0].pk}/", f"/images/{w['images'][-1].pk}/",
+                         f"/images/events/{w['event'].pk}/report/", f"/procedures/items/{w['item'].uid}/",
+                         "/alerts/streams/", "/schedule/"],
+            "astronomer": ["/images/", f"/images/{w['images'][1].pk}/", f"/images/events/{w['event'].pk}/report/"],
+            "administrator": [f"/alerts/strategies/{w['strategy'].pk}/template/"]}
+
+
+def walk(browser, live_server, w, viewport, visit) -> int:
+    """Each page of walked_pages as its user, at this size: visit(page, path) once it is loaded and settled."""
+    seen = 0
+    for role, paths in walked_pages(w).items():
+        phone = viewport is PHONE
+        context = browser.new_context(viewport=viewport, is_mobile=phone, has_touch=phone)
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        log_in(page, live_server, *w["site"].seed.credentials[role])
+        for path in paths:
+            response = page.goto(live_server.url + path)
+            assert response.ok, (role, path, response.status)
+            settle(page)
+            if re.fullmatch(r"/images/\d+/", path) and page.locator(".analyzer-afterglow").count():
+                page.locator(".analyzer-afterglow .js-plotly-plot .main-svg").first.wait_for()
+            if "/procedures/items/" in path:
+                page.locator('#flow-tree li[data-path="points/2/work"]').wait_for()
+            visit(page, f"{role} {path}")
+            seen += 1
+        context.close()
+    return seen
+
+
+# --- Times and positions as read on the page ----------------------------------------------------
+FORMATS_SCRIPT = """
+() => {
+  // The text a user reads in the content, not what is meant to be raw: code and the FITS header as written,
+  // the circular draft's text area (GCN's own plain-text style), the strategy's raw JSON.
+  const main = document.getElementById("main").cloneNode(true);
+  main.querySelectorAll("pre, code, textarea, script, #fits-header, .visually-hidden").forEach((el) => el.remove());
+  return main.innerText;
+}
+"""
+
+BAD_FORMATS = {
+    "raw ISO time": re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d"),
+    "date and time without UTC": re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d(?::\d\d(?:\.\d+)?)?(?! ?UTC)(?![\d:.–-])"),
+    "month name": re.compile(r"\b(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.? \d{1,2}\b(?![°′.])"),
+    "US date": re.compile(r"\b\d{1,2}/\d{1,2}/\d{2,4}\b"),
+    "long decimal (a raw coordinate?)": re.compile(r"\d\.\d{5,}"),
+    "decimal RA or Dec": re.compile(r"\b(?:RA|Dec)\s*[:=]?\s*[-+]?\d+\.\d+°?"),
+}
+
+
+def format_problems(text: str) -> list[str]:
+    return [f"{what}: {match.group(0)!r} in …{text[max(0, match.start() - 40):match.end() + 20]!r}…"
+            for what, pattern in BAD_FORMATS.items() for match in pattern.finditer(text)]
+
+
+def test_the_formats_check_catches_what_it_should():
+    assert format_problems("at 2026-12-04 23:41:07 UTC, RA 12h30m49.42s, Dec +12°23′28.0″ ± 3.5′") == []
+    assert format_problems("windows 2026-12-16 17:05–05:21, plan 2026-12-04 23:41 UTC–05:00 UTC") == []
+    for bad in ("2026-12-04T23:41:07", "at 2026-12-04 23:41:07 in the night", "Dec. 4, 2026", "12/04/2026",
+                "187.70593041", "RA 187.7059°", "Dec: -12.39"):
+        assert format_problems(bad), bad
+
+
+# --- The walks ----------------------------------------------------------------------------------
+def test_new_pages_read_well_as_drawn_with_pyros_formats(require_chromium, walked, live_server, browser,
+                                                         screenshot_dir):
+    """Desktop: every visible text reaches 4.5:1 (3:1 large), badges stand out, charts are named and titled,
+    times and positions read the PyROS way."""
+    failures, formats, charts, totals = {}, {}, {}, {"checked": 0, "charts": 0, "chart_texts": 0}
+
+    def visit(page, where):
+        result = page.evaluate(CONTRAST_SCRIPT)
+        totals["checked"] += result["checked"]
+        if result["failures"]:
+            failures[where] = result["failures"]
+        drawn = page.evaluate(CHARTS_SCRIPT)
+        totals["charts"] += len(drawn)
+        totals["chart_texts"] += sum(chart["texts"] for chart in drawn)
+        if chart_problems(drawn):
+            charts[where] = chart_problems(drawn)
+        problems = format_problems(page.evaluate(FORMATS_SCRIPT))
+        if problems:
+            formats[where] = problems
+        name = re.sub(r"\W+", "_", where).strip("_")
+        page.screenshot(path=str(screenshot_dir / f"walks2_desktop_{name}.png"), full_page=True)
+
+    assert walk(browser, live_server, walked, DESKTOP, visit) == 11
+    assert totals["checked"] > 400
+    assert totals["charts"] >= 5  # the light curve (operator, astronomer), the schedule's plan and altitudes
+    assert totals["chart_texts"] >= 40
+    assert not failures, failures
+    assert not charts, charts
+    assert not formats, "\n".join(f"{where}: {p}" for where, problems in formats.items() for p in problems)
+
+
+def test_new_pages_fit_a_phone(require_chromium, walked, live_server, browser, screenshot_dir):
+    too_wide, failures = {}, {}
+
+    def visit(page, where):
+        result = page.evaluate(WIDTH_SCRIPT)
+        if result["scrollWidth"] > result["width"] or result["wide"]:
+            too_wide[where] = result
+        contrast = page.evaluate(CONTRAST_SCRIPT)
+        if contrast["failures"]:
+            failures[where] = contrast["failures"]
+        name = re.sub(r"\W+", "_", where).strip("_")
+        page.screenshot(path=str(screenshot_dir / f"walks2_phone_{name}.png"), full_page=True)
+
+    assert walk(browser, live_server, walked, PHONE, visit) == 11
+    assert not too_wide, "\n".join(f"{where}: {result}" for where, result in too_wide.items())
+    assert not failures, failures
+
+
+LINES_SCRIPT = """
+(selector) => [...document.querySelectorAll(selector)].map((cell) => {
+  const range = document.createRange();
+  range.selectNodeContents(cell);
+  const tops = new Set([...range.getClientRects()].filter((r) => r.width > 0).map((r) => Math.round(r.top)));
+  return [cell.innerText.trim(), tops.size];
+})
+"""
+
+
+def test_the_schedules_dates_do_not_wrap_on_a_phone(require_chromium, walked, live_server, browser):
+    """'2026-12-04 23:41:07 UTC' on one line in the planned sequences (the table scrolls sideways instead)."""
+    context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    log_in(page, live_server, *walked["site"].seed.credentials["operator"])
+    page.goto(f"{live_server.url}/schedule/")
+    settle(page)
+    cells = page.evaluate(LINES_SCRIPT, "#planned-table tbody td:nth-child(-n+3)")
+    context.close()
+    assert len(cells) >= 6
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC|\d\d:\d\d:\d\d UTC|-?\d+ min", text)
+               for text, _ in cells), cells
+    assert [text for text, lines in cells if lines != 1] == [], cells
