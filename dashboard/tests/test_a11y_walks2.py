@@ -215,3 +215,14 @@ def test_the_schedules_dates_do_not_wrap_on_a_phone(require_chromium, walked, li
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC|\d\d:\d\d:\d\d UTC|-?\d+ min", text)
                for text, _ in cells), cells
     assert [text for text, lines in cells if lines != 1] == [], cells
+
+
+def test_the_light_curve_hover_says_iso_utc(require_chromium, walked, live_server, page):
+    log_in(page, live_server, *walked["site"].seed.credentials["operator"])
+    page.goto(f"{live_server.url}/images/{walked['images'][0].pk}/")
+    plot = page.locator(".analyzer-afterglow .js-plotly-plot")
+    plot.locator(".main-svg").first.wait_for()
+    texts = page.evaluate("el => el.data.flatMap((t) => t.text || [])", plot.element_handle())
+    assert len(texts) == len(TIMES_S)
+    for text in texts:
+        assert re.fullmatch(r"image \d+<br>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC( \(5σ limit\))?", text), text
