@@ -226,3 +226,55 @@ def test_the_light_curve_hover_says_iso_utc(require_chromium, walked, live_serve
     assert len(texts) == len(TIMES_S)
     for text in texts:
         assert re.fullmatch(r"image \d+<br>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC( \(5σ limit\))?", text), text
+
+
+PLOT_AREA_SCRIPT = """
+(el) => {
+  const box = (node) => { const r = node.getBoundingClientRect(); return {x: r.left, y: r.top, r: r.right, b: r.bottom}; };
+  const legend = el.querySelector("g.legend");
+  const area = el.querySelector("rect.nsewdrag");
+  const fill = el.querySelector("g.legend rect.bg");
+  const title = el.querySelector(".gtitle");
+  return {legend: legend && box(legend), area: box(area), chart: box(el), title: title && box(title),
+          font: getComputedStyle(el.querySelector("g.legend text")).fill,
+          legendBg: fill && getComputedStyle(fill).fill};
+}
+"""
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_the_altitude_preview_legend_covers_no_curve(require_chromium, walked, live_server, browser, viewport,
+                                                     screenshot_dir):
+    """After 'Altitude preview': the legend sits outside the plotting area (on a phone it covered the target's
+    curve at its highest), the chart's text is readable on the page, the resolver's answer is sexagesimal."""
+    context = browser.new_context(viewport=viewport, is_mobile=viewport is PHONE, has_touch=viewport is PHONE)
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    log_in(page, live_server, *walked["site"].seed.credentials["astronomer"])
+    page.goto(f"{live_server.url}/requests/new/")
+    row = page.locator(".sequence-row").nth(0)
+    row.locator("input[name$='-target_name']").fill("M51")
+    row.locator("button.resolve-target").click()
+    result = row.locator(".target-tools-result")
+    page.wait_for_function("el => el.textContent.includes('RA')", arg=result.element_handle())
+    assert re.search(r"RA 13h29m5\d\.\d\ds, Dec \+47°11′4\d\.\d″", result.inner_text()), result.inner_text()
+    assert not format_problems(result.inner_text())
+    row.locator("button.preview-altitude").click()
+    preview = row.locator(".altitude-preview")
+    preview.locator(".main-svg").first.wait_for()
+    page.wait_for_timeout(300)
+    boxes = page.evaluate(PLOT_AREA_SCRIPT, preview.element_handle())  # Plotly draws into the box itself
+    name = "phone" if viewport is PHONE else "desktop"
+    page.screenshot(path=str(screenshot_dir / f"walks2_preview_{name}.png"), full_page=True)
+    legend, area, chart = boxes["legend"], boxes["area"], boxes["chart"]
+    assert legend is not None
+    overlap_x = min(legend["r"], area["r"]) - max(legend["x"], area["x"])
+    overlap_y = min(legend["b"], area["b"]) - max(legend["y"], area["y"])
+    assert overlap_x <= 0 or overlap_y <= 0, boxes  # the legend covers no part of the plotting area
+    title = boxes["title"]
+    assert title["b"] <= legend["y"] + 1 or title["r"] <= legend["x"], boxes  # nor the title
+    assert legend["x"] >= chart["x"] - 1 and legend["r"] <= chart["r"] + 1, boxes  # and stays in the chart
+    drawn = page.evaluate(CHARTS_SCRIPT)
+    assert drawn and not chart_problems(drawn), drawn
+    assert page.evaluate(WIDTH_SCRIPT)["scrollWidth"] <= page.evaluate("document.documentElement.clientWidth")
+    context.close()

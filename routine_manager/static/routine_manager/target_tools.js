@@ -22,7 +22,9 @@
       const found = await getJSON(form.dataset.resolveUrl + "?" + new URLSearchParams({name}));
       field(row, "ra_deg").value = found.ra_deg;
       field(row, "dec_deg").value = found.dec_deg;
-      say(row, `${found.name}${found.kind ? " (" + found.kind + ")" : ""}: RA ${found.ra_deg}°, Dec ${found.dec_deg}° (J2000, ${found.source}).`, true);
+      // The fields take degrees; the sentence reads the PyROS way (sexagesimal, rounded: pyrosFormat)
+      say(row, `${found.name}${found.kind ? " (" + found.kind + ")" : ""}: RA ${window.pyrosFormat.ra(found.ra_deg)}, ` +
+               `Dec ${window.pyrosFormat.dec(found.dec_deg)} (J2000, ${found.source}).`, true);
     } catch (error) { say(row, error.message, false); }
   };
   const preview = async (row) => {
@@ -48,11 +50,15 @@
         {x: fig.times, y: fig.altitude, customdata: fig.airmass, name: "target", mode: "lines",
          hovertemplate: "%{x|%Y-%m-%d %H:%M} UTC<br>altitude %{y:.1f}°<br>airmass %{customdata:.2f}<extra></extra>"},
         {x: fig.times, y: fig.moon, name: "Moon", mode: "lines", line: {color: "#bbb", dash: "dot", width: 1}},
+      // The legend sits above the plotting area, under the title: inside it (top right) it covered the
+      // target's curve at its highest on a phone. Text in the page's light colour (Plotly's #444: 1.6:1).
       ], {title: {text: fit.title, x: 0, xanchor: "left", font: {size: 13}},
-          shapes, margin: {l: 55, r: 10, t: fit.marginTop, b: 50},
-          yaxis: {title: {text: "altitude (°)"}, range: [0, 90], automargin: true},
-          xaxis: {title: {text: "time (UTC)"}, automargin: true, tickformat: "%H:%M<br>%Y-%m-%d", nticks: fit.narrow ? 4 : 10},
-          legend: {orientation: "h", y: 1, yanchor: "top", x: 1, xanchor: "right", bgcolor: "rgba(33,37,41,0.75)"},
+          shapes, margin: {l: 55, r: 10, t: fit.marginTop + 24, b: 50},
+          font: {color: "#dee2e6"},
+          yaxis: {title: {text: "altitude (°)"}, range: [0, 90], automargin: true, gridcolor: "#495057"},
+          xaxis: {title: {text: "time (UTC)"}, automargin: true, tickformat: "%H:%M<br>%Y-%m-%d", nticks: fit.narrow ? 4 : 10,
+                  gridcolor: "#495057"},
+          legend: {orientation: "h", x: 0, xanchor: "left", y: 1, yanchor: "bottom", yref: "paper", bgcolor: "rgba(0,0,0,0)"},
           paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)"},
         {displaylogo: false, responsive: true, displayModeBar: fit.narrow ? false : "hover"});
     } catch (error) { say(row, error.message, false); }
