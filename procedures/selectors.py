@@ -15,7 +15,21 @@ def _iso(value):
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
-def item_json(item: QueueItem, *, log: bool = False) -> dict:
+def _recovered_by(items) -> dict[int, str]:
+    """The latest recovery run of each of these items (pk -> its uid), in one query."""
+    latest: dict[int, str] = {}
+    pks = [i.pk for i in items if i is not None]
+    for recovers_id, uid in QueueItem.objects.filter(recovers_id__in=pks).order_by("id").values_list("recovers_id",
+                                                                                                      "uid"):
+        latest[recovers_id] = str(uid)
+    return latest
+
+
+def item_json(item: QueueItem, *, log: bool = False, recovered_by: dict[int, str] | None = None) -> dict:
+    """One item as the API, the pages and the CLI show it. ``recovered_by``: the latest recovery run of each
+    item (``_recovered_by``), when the caller read it for many items at once."""
+    if recovered_by is None:
+        recovered_by = _recovered_by([item])
     duration = None
     if item.started_at:
         duration = round(((item.ended_at or timezone.now()) - item.started_at).total_seconds(), 3)
@@ -34,7 +48,11 @@ def item_json(item: QueueItem, *, log: bool = False) -> dict:
         "recovers": str(item.recovers.uid) if item.recovers_id and item.recovers else None,
         "is_flow": _flow_of(item) is not None,
     }
-    out["recoverable"] = bool(out["is_flow"] and item.status in QueueItem.ENDED and item.status != Status.COMPLETED)
+    # A run already recovered is not recovered again: its recovery knows every step done since (recovering the
+    # older run would redo them); the latest run of the chain is the one to recover.
+    out["recovered_by"] = recovered_by.get(item.pk)
+    out["recoverable"] = bool(out["is_flow"] and item.status in QueueItem.ENDED and item.status != Status.COMPLETED
+                              and not out["recovered_by"])
     if log:
         out["log"] = item.log
     return out
@@ -88,6 +106,8 @@ def queue_status(*, history: int = 10, log: bool = True) -> dict:
     items = QueueItem.objects.select_related(*related).filter(status=Status.QUEUED).order_by("position", "id")
     ended = QueueItem.objects.select_related(*related).filter(status__in=QueueItem.ENDED).order_by(
         "-ended_at", "-id")[:history]
+    items, ended = list(items), list(ended)
+    recovered_by = _recovered_by([running, *items, *ended])
     manager_alive = bool(state.manager_heartbeat and (now - state.manager_heartbeat).total_seconds() < MANAGER_STALE_S)
     return {
         "queue": {
@@ -96,13 +116,13 @@ def queue_status(*, history: int = 10, log: bool = True) -> dict:
                       "started" if state.running else "stopped"),
             "block_until": _iso(state.block_until) if state.block_until and state.block_until > now else None,
             "waiting_reason": state.waiting_reason or None,
-            "items_count": items.count(),
+            "items_count": len(items),
         },
         "environment": {"status": state.env_status, "pid": state.env_pid, "command": state.env_command or None,
                         "manager_alive": manager_alive},
-        "running_item": item_json(running, log=log) if running else None,
-        "items": [item_json(i) for i in items],
-        "history": [item_json(i) for i in ended],
+        "running_item": item_json(running, log=log, recovered_by=recovered_by) if running else None,
+        "items": [item_json(i, recovered_by=recovered_by) for i in items],
+        "history": [item_json(i, recovered_by=recovered_by) for i in ended],
         "version": state.version,
     }
 
@@ -113,7 +133,9 @@ def history_list(*, limit: int = 50, offset: int = 0, status: str = "") -> dict:
     if status:
         qs = qs.filter(status=status)
     total = qs.count()
-    return {"count": total, "items": [item_json(i, log=True) for i in qs[offset:offset + limit]]}
+    page = list(qs[offset:offset + limit])
+    recovered_by = _recovered_by(page)
+    return {"count": total, "items": [item_json(i, log=True, recovered_by=recovered_by) for i in page]}
 
 
 def item_detail(uid) -> QueueItem | None:

@@ -309,6 +309,12 @@ def queue_item_recover(*, uid, by: str = "") -> QueueItem:
     waiting = QueueItem.objects.filter(recovers=old, status__in=(Status.QUEUED, Status.RUNNING)).first()
     if waiting is not None:
         raise QueueError(f"a recovery of this item is already {waiting.status} ({waiting.uid})", status=409)
+    later = QueueItem.objects.filter(recovers=old).order_by("-id").first()
+    if later is not None:  # recovering this older run would redo what its recovery did since
+        then = ("nothing is left to recover" if later.status == Status.COMPLETED else
+                f"recover {later.uid} instead (it knows every step done since)")
+        raise QueueError(f"{old.procedure} ({uid}) was already recovered by {later.uid}, which {later.status}: {then}",
+                         status=409)
     item = queue_item_add(procedure=old.procedure, params=old.params, by=by, timeout_s=old.timeout_s, pos="front")
     QueueItem.objects.filter(pk=item.pk).update(recovers=old, requeued_from=old)
     item.recovers, item.requeued_from = old, old

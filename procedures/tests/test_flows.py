@@ -10,7 +10,7 @@ import time
 import pytest
 
 from common.testing import scaled_s
-from procedures import services
+from procedures import selectors, services
 from procedures.context import ProcedureContext, RunControl
 from procedures.flows import FlowFailed, run_flow
 from procedures.models import FlowRun, QueueItem, StepRun
@@ -346,6 +346,47 @@ def test_recover_refuses_what_it_cannot_recover(loaded):
     with pytest.raises(QueueError, match="already queued"):
         services.queue_item_recover(uid=failed.uid)
     assert QueueItem.objects.filter(status="queued").count() == 1 and again.position == 0
+
+
+def test_a_run_already_recovered_is_not_recovered_again_the_latest_run_is(loaded):
+    """Recovering the older run of a chain would redo what its recovery did since (duplicate frames): the
+    older run is refused with the run to recover instead, and no page or API offers it."""
+    calls = Journal()
+    broken = {"at": {2, 3}}
+
+    def measure(ctx):
+        calls.add("start", ctx.path)
+        if ctx.value in broken["at"]:
+            raise RuntimeError("the camera went away")
+
+    def flow():
+        return Flow(Loop("grid", [1, 2, 3], Step("measure", measure)), max_concurrent=1)
+
+    first = run(flow())
+    assert first.status == "failed"
+    services.queue_item_recover(uid=first.uid, by="test")
+    QueueItem.objects.filter(recovers=first).delete()  # run here instead of by the manager
+    broken["at"] = {3}
+    second = run(flow(), recovers=first)
+    assert second.status == "failed" and states(second)["grid/2/measure"] == "succeeded"
+    with pytest.raises(QueueError, match=f"already recovered by {second.uid}, which failed: recover {second.uid}"):
+        services.queue_item_recover(uid=first.uid)
+    status = selectors.queue_status()
+    by_uid = {i["uid"]: i for i in status["history"]}
+    assert by_uid[str(first.uid)]["recoverable"] is False and by_uid[str(first.uid)]["recovered_by"] == str(second.uid)
+    assert by_uid[str(second.uid)]["recoverable"] is True
+    assert selectors.item_json(first)["recoverable"] is False
+    assert [i["recoverable"] for i in selectors.history_list()["items"]] == [True, False]
+    assert not QueueItem.objects.filter(status="queued").exists()
+
+    broken["at"] = set()
+    services.queue_item_recover(uid=second.uid)
+    QueueItem.objects.filter(recovers=second).delete()
+    calls.events.clear()
+    third = run(flow(), recovers=second)
+    assert third.status == "completed" and calls.started() == ["grid/3/measure"]
+    with pytest.raises(QueueError, match="which completed: nothing is left to recover"):
+        services.queue_item_recover(uid=second.uid)
 
 
 def test_the_api_shows_the_steps_and_recovers_for_operators_only(loaded):
