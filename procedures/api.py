@@ -216,7 +216,8 @@ def _command(action: str, request) -> Response:
         return ok(f"environment {env_action} requested")
     if action == "block":
         state = services.queue_block(minutes=_valid(BlockIn, request)["minutes"], by=by)
-        return ok("procedure block open" if state.block_until else "procedure block closed")
+        return ok(f"procedure block open until {state.block_until:%Y-%m-%d %H:%M:%S} UTC" if state.block_until
+                  else "procedure block closed", block_until=state.block_until.isoformat() if state.block_until else None)
     if action == "requeue":
         item = services.history_requeue(uid=_valid(UidIn, request)["uid"], by=by)
         return ok(f"{item.procedure} queued again", item=selectors.item_json(item))

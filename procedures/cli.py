@@ -124,12 +124,17 @@ def _bar(fraction: float | None, width: int = 30) -> str:
     return "[" + "#" * n + "." * (width - n) + f"] {fraction * 100:5.1f}%"
 
 
+def _utc(iso: str | None) -> str:
+    """An API time ('2026-12-05T01:35:06.674753Z') as PyROS shows times: '2026-12-05 01:35:06 UTC'."""
+    return f"{iso[:10]} {iso[11:19]} UTC" if iso else ""
+
+
 def format_queue(data: dict, *, log_lines: int = 8) -> str:
     q, env, run = data["queue"], data["environment"], data.get("running_item")
     lines = [f"queue: {q['state']}   environment: {env['status']}" + (f" (pid {env['pid']})" if env["pid"] else "")
              + ("" if env.get("manager_alive") else "   [manager not running]")]
     if q.get("block_until"):
-        lines.append(f"procedure block until {q['block_until']}")
+        lines.append(f"procedure block until {_utc(q['block_until'])}")
     if q.get("waiting_reason"):
         lines.append(f"waiting: {q['waiting_reason']}")
     if run:
@@ -147,8 +152,9 @@ def format_queue(data: dict, *, log_lines: int = 8) -> str:
 def format_history(items: list[dict]) -> str:
     lines = []
     for item in items:
-        lines.append(f"{(item['ended_at'] or '')[:19]} {item['uid'][:8]} {item['procedure']:<20} {item['status']:<9} "
-                     f"{item['duration_s'] or 0:7.1f} s  {item['message'][:80]}")
+        message = item["message"] if len(item["message"]) <= 80 else item["message"][:79] + "…"
+        lines.append(f"{_utc(item['ended_at']):<23} {item['uid'][:8]} {item['procedure']:<20} {item['status']:<9} "
+                     f"{item['duration_s'] or 0:7.1f} s  {message}")
     return "\n".join(lines) or "(no history)"
 
 
@@ -193,17 +199,25 @@ def format_status(data: dict) -> str:
     return "\n".join(lines)
 
 
+HISTORY_SEARCHED = 500
+
+
 def _uid(api: Api, short: str) -> str:
-    """A full item uid from its first characters (as printed)."""
+    """A full item uid from its first characters (as printed): a queued, the running or an ended item."""
     if len(short) >= 32:
         return short
     data = api.call("GET", "queue/")
-    candidates = [i["uid"] for i in data.get("items", []) + data.get("history", []) if i["uid"].startswith(short)]
+    seen = data.get("items", []) + ([data["running_item"]] if data.get("running_item") else []) + data.get("history", [])
+    candidates = sorted({i["uid"] for i in seen if i["uid"].startswith(short)})
     if not candidates:
-        hist = api.call("GET", "queue/history/", params={"limit": 500})
-        candidates = [i["uid"] for i in hist.get("items", []) if i["uid"].startswith(short)]
-    if len(candidates) != 1:
-        raise CliError(f"{short!r} matches {len(candidates)} item(s): give more of its uid", EXIT_USAGE)
+        hist = api.call("GET", "queue/history/", params={"limit": HISTORY_SEARCHED})
+        candidates = sorted({i["uid"] for i in hist.get("items", []) if i["uid"].startswith(short)})
+    if not candidates:
+        raise CliError(f"no queue item {short!r}: none queued, running or among the last {HISTORY_SEARCHED} ended "
+                       f"starts so (`pyros queue show`, `pyros queue history` print their uids)", EXIT_REFUSED)
+    if len(candidates) > 1:
+        raise CliError(f"{short!r} matches {len(candidates)} items ({', '.join(c[:13] for c in candidates[:5])}): "
+                       f"give more of its uid", EXIT_USAGE)
     return candidates[0]
 
 
@@ -259,6 +273,8 @@ def run(args, api: Api) -> dict:  # noqa: C901 - one dispatch table, read top to
         if a == "pause":
             return api.call("POST", "queue/pause/", {"when": "immediate" if args.immediate else "deferred"})
         if a == "env":
+            if not args.env_action:  # no action: show it
+                return api.call("GET", "queue/")
             return api.call("POST", "queue/environment/", {"action": args.env_action})
         if a == "block":
             return api.call("POST", "queue/block/", {"minutes": args.minutes})
@@ -280,6 +296,22 @@ def show(args, data: dict) -> str:
         return format_status(data["observatory"]) + "\n" + format_queue(data["queue"], log_lines=3)
     if args.command == "queue" and args.action == "show":
         return format_queue(data)
+    if args.command == "queue" and args.action == "env" and not args.env_action:
+        env = data["environment"]
+        return (f"environment: {env['status']}" + (f" (pid {env['pid']})" if env["pid"] else "")
+                + ("" if env.get("manager_alive") else "   [manager not running]"))
+    if args.command == "queue" and args.action in ("add", "requeue", "recover") and data.get("item"):
+        uid = data["item"]["uid"][:8]
+        follow = f"`pyros queue flow {uid}`" if args.action == "recover" else "`pyros queue show`"
+        return f"{data.get('msg')}: item {uid} (follow it with {follow})"
+    if args.command == "procedures" and args.action == "changes":
+        c = data.get("changes") or {}
+        out = [data.get("msg") or ""]
+        out += [f"  {label}: {', '.join(c[key])}" for key, label in (("added", "added"), ("modified", "modified"),
+                                                                     ("removed", "removed")) if c.get(key)]
+        if len(out) > 1:
+            out.append("`pyros procedures reload` loads them")
+        return "\n".join(out)
     if args.command == "queue" and args.action == "history":
         return format_history(data["items"])
     if args.command == "queue" and args.action == "flow":
@@ -339,29 +371,34 @@ def parser() -> argparse.ArgumentParser:
     pr.add_parser("show").add_argument("name")
     pr.add_parser("changes", help="detect changes on disk")
     pr.add_parser("reload")
-    q = sub.add_parser("queue").add_subparsers(dest="action", required=True)
+    q = sub.add_parser("queue", help="the procedure queue (no action: show it)").add_subparsers(dest="action")
     add = q.add_parser("add", help="queue NAME k=v ...")
     add.add_argument("name")
     add.add_argument("params", nargs="*")
     add.add_argument("--timeout", type=float)
     add.add_argument("--pos", help="front, back or an index")
     q.add_parser("batch", help="queue a JSON list of {procedure, params} (all or nothing)").add_argument("file")
-    for name in ("show", "start", "stop", "resume", "abort", "clear"):
-        q.add_parser(name)
-    q.add_parser("pause").add_argument("--immediate", action="store_true")
-    hist = q.add_parser("history")
+    for name, text in (("show", "the queue, the running item and its log"), ("start", "start the queue"),
+                       ("stop", "stop the queue (the running item finishes)"), ("resume", "resume a paused queue"),
+                       ("abort", "abort the running item (the queue goes on)"),
+                       ("clear", "remove every queued item")):
+        q.add_parser(name, help=text)
+    q.add_parser("pause", help="pause after the running item (--immediate: stop it now, queued again at the front)"
+                 ).add_argument("--immediate", action="store_true")
+    hist = q.add_parser("history", help="ended items, latest first")
     hist.add_argument("--limit", type=int, default=20)
-    q.add_parser("requeue").add_argument("uid")
+    q.add_parser("requeue", help="queue an ended item again (a flow: from the start)").add_argument("uid")
     q.add_parser("recover", help="queue a recovery run of a flow that did not complete: its succeeded steps are "
                                  "not run again").add_argument("uid")
     q.add_parser("flow", help="the steps of a flow item, as a tree with their states").add_argument("uid")
-    q.add_parser("remove").add_argument("uid")
-    mv = q.add_parser("move")
+    q.add_parser("remove", help="remove a queued item").add_argument("uid")
+    mv = q.add_parser("move", help="move a queued item (--pos front|back|INDEX, --before UID, --after UID)")
     mv.add_argument("uid")
     mv.add_argument("--pos")
     mv.add_argument("--before")
     mv.add_argument("--after")
-    q.add_parser("env").add_argument("env_action", choices=["open", "close", "restart"])
+    q.add_parser("env", help="the worker environment (its status and pid); open, close or restart it").add_argument(
+        "env_action", nargs="?", choices=["open", "close", "restart"])
     q.add_parser("block", help="open a procedure block for MINUTES (0 closes it)").add_argument("minutes", type=float)
     for action in ("pause", "resume", "stop", "abort", "close", "calibrate"):
         ob = sub.add_parser(action, help=f"observatory: {action}")
@@ -377,6 +414,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "queue" and args.action is None:  # `pyros queue`: the queue as it is
+        args.action = "show"
     url, token = settings()
     api = None
     try:

@@ -130,3 +130,35 @@ def test_cli_keeps_one_connection_and_reopens_one_the_server_closed(loaded, live
     first.sock.shutdown(socket.SHUT_RDWR)  # as a server closing an idle kept-alive connection
     assert api.call("GET", "queue/")["success"]
     api.close()
+
+
+def test_cli_finds_items_by_short_uid_anywhere_and_says_what_it_did(loaded, live_server, transactional_db):
+    """What an operator trips over at the console: the running item's uid not found, 'matches 0 item(s): give
+    more of its uid' for a uid that exists nowhere, no uid printed for what was just queued, Detect changes
+    without the module names, a block without its end, `pyros queue env` without its pid."""
+    token = Token.objects.create(user=UserFactory(role=User.Role.OPERATOR)).key
+    r = _pyros(live_server, token, "queue", "add", "count_up", "n=2")
+    queued = QueueItem.objects.get()
+    assert r.returncode == 0 and f"count_up queued: item {str(queued.uid)[:8]}" in r.stdout
+    running = QueueItem.objects.create(procedure="count_up", params={"n": 5}, timeout_s=60, sky="none",
+                                       status="running")
+    r = _pyros(live_server, token, "queue", "flow", str(running.uid)[:8])
+    assert r.returncode == 0 and r.stdout.startswith(f"count_up {str(running.uid)[:8]} running")
+    r = _pyros(live_server, token, "queue", "flow", "0000zz")
+    assert r.returncode == 1 and "no queue item '0000zz'" in r.stderr and "give more" not in r.stderr
+    r = _pyros(live_server, token, "queue")  # no action: the queue as `queue show` prints it
+    assert r.returncode == 0 and "queued (1):" in r.stdout and "running: count_up" in r.stdout
+    r = _pyros(live_server, token, "queue", "env")
+    assert r.returncode == 0 and r.stdout.strip() == "environment: closed   [manager not running]"
+    QueueItem.objects.create(procedure="count_up", params={}, timeout_s=60, sky="none", status="failed",
+                             ended_at=running.added_at, message="x" * 100)
+    r = _pyros(live_server, token, "queue", "history")
+    assert r.returncode == 0 and "x" * 79 + "…" in r.stdout and " UTC " in r.stdout
+    (loaded / "extra.py").write_text("from procedures.sdk import procedure\n")
+    r = _pyros(live_server, token, "procedures", "changes")
+    assert r.returncode == 0 and "  added: extra" in r.stdout and "pyros procedures reload" in r.stdout
+    r = _pyros(live_server, token, "queue", "block", "30")
+    until = QueueState.objects.get().block_until
+    assert r.returncode == 0 and f"procedure block open until {until:%Y-%m-%d %H:%M:%S} UTC" in r.stdout
+    r = _pyros(live_server, token, "queue")
+    assert f"procedure block until {until:%Y-%m-%d %H:%M:%S} UTC" in r.stdout
