@@ -489,7 +489,10 @@ class FlowEngine:
                 continue
             n.state = state[n]
             leaves = list(n.leaves())
-            started = [x.started_at for x in leaves if x.started_at]
+            # In a recovery run a container starts when its first step of this run does: the steps taken over
+            # from the earlier run (their own times) would stretch it over the gap between the runs.
+            started = ([x.started_at for x in leaves if x.started_at and not x.reused]
+                       or [x.started_at for x in leaves if x.started_at])
             fields = {"state": n.state, "started_at": min(started) if started else None,
                       "ended_at": max((x.ended_at for x in leaves if x.ended_at), default=None) if ended[n] else None}
             self._save(n, **fields)

@@ -230,6 +230,9 @@ def test_recovery_redoes_only_what_did_not_succeed_and_the_data_carries_over(loa
     assert rows["grid/3/measure"].reused and not rows["grid/4/measure"].reused
     assert rows["fit"].data["result"] == sum(10 * i for i in range(1, 11))  # earlier points' data included
     assert FlowRun.objects.get(item=second).recovered_from == FlowRun.objects.get(item=first)
+    # The loop's time in the recovery run is its own: from its first step run again, not from the earlier run.
+    this_run = FlowRun.objects.get(item=second).started_at
+    assert rows["grid"].started_at >= this_run and rows["grid/4"].started_at >= this_run
     assert second.published["flow"]["reused"] == 1 + 3 * 2 and second.published["flow"]["succeeded"] == 15
 
 
