@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -131,7 +132,9 @@ def test_a_group_of_20_tasks_over_a_real_worker_returns_20_results_in_order(brok
     assert (snapshot["current"], snapshot["total"]) == (20.0, 20.0)
     assert "measure_focus: 20 of 20 done" in snapshot["message"]
     assert answer["bad_call"].startswith('pyros.analyzer.measure_focus("one", "two") [')
-    assert "failed on its worker: TypeError: measure_focus() takes 1 positional argument" in answer["bad_call"]
+    # the worker's name when Celery reported which worker had it (not always for a call refused before it ran)
+    assert re.search(r"failed on (its worker|analysis-fanout-\S+@localhost): TypeError: measure_focus\(\) takes 1 "
+                     r"positional argument", answer["bad_call"]), answer["bad_call"]
 
 
 @pytest.mark.slow
