@@ -39,21 +39,22 @@
     if (!item) { box.innerHTML = '<h2 class="h6">Running</h2><p class="text-muted mb-0" id="running-none">nothing</p>'; return; }
     const p = item.progress;
     const log = (item.log || []).slice(-30).map((l) => `${esc(window.pyrosFormat.utc(l[0], "time"))} ${esc(l[1])} ${esc(l[2])}`).join("\n");
-    box.innerHTML = `<h2 class="h6">Running: <a id="running-name" href="/procedures/items/${esc(item.uid)}/">${esc(item.procedure)}</a>${item.is_flow ? ` <a class="small" href="/procedures/items/${esc(item.uid)}/" id="running-steps">steps →</a>` : ""}</h2>
+    box.innerHTML = `<h2 class="h6">Running: <a id="running-name" href="/procedures/items/${esc(item.uid)}/">${esc(item.procedure)}</a>${item.recovers ? ' <span class="badge text-bg-light border" title="a recovery run: the steps that succeeded before are not run again">recovery</span>' : ""}${item.is_flow ? ` <a class="small" href="/procedures/items/${esc(item.uid)}/" id="running-steps">steps →</a>` : ""}</h2>
       <div class="small text-muted mb-1">${esc(JSON.stringify(item.params))} · ${item.duration_s ? item.duration_s.toFixed(0) : 0} s</div>
       ${bar(p)}<div class="small mb-2" id="progress-message">${esc(p.current ?? "")}${p.total ? " / " + esc(p.total) : ""} ${esc(p.message)}</div>
-      <pre class="small bg-body-tertiary p-2 mb-0" id="live-log" style="max-height:16rem;overflow:auto">${log}</pre>`;
+      <pre class="small bg-body-tertiary p-2 mb-0" id="live-log" style="max-height:16rem;overflow:auto;white-space:pre-wrap">${log}</pre>`;
     const pre = $("live-log");
     pre.scrollTop = pre.scrollHeight;
   }
   function drawItems(items) {
     const list = $("queue-items");
-    list.innerHTML = items.map((it, i) => `<li class="list-group-item d-flex align-items-center gap-2 py-1" draggable="${operator}" data-uid="${it.uid}">
-      <span class="flex-grow-1"><strong>${esc(it.procedure)}</strong> <span class="small text-muted">${esc(JSON.stringify(it.params))}</span></span>
+    list.classList.toggle("d-none", !items.length);
+    $("queue-empty").classList.toggle("d-none", !!items.length);
+    list.innerHTML = items.map((it, i) => `<li class="list-group-item d-flex align-items-center gap-2 py-1" draggable="${operator}" data-uid="${it.uid}" data-procedure="${esc(it.procedure)}">
+      <span class="flex-grow-1 text-break"><a href="/procedures/items/${esc(it.uid)}/"><strong>${esc(it.procedure)}</strong></a>${it.recovers ? ' <span class="badge text-bg-light border" title="a recovery run: the steps that succeeded before are not run again">recovery</span>' : ""} <span class="small text-muted">${esc(JSON.stringify(it.params))}</span></span>
       ${operator ? `<button class="btn btn-sm btn-outline-secondary py-0" data-move="up" ${i === 0 ? "disabled" : ""} title="up">↑</button>
       <button class="btn btn-sm btn-outline-secondary py-0" data-move="down" ${i === items.length - 1 ? "disabled" : ""} title="down">↓</button>
-      <button class="btn btn-sm btn-outline-danger py-0" data-remove title="remove">✕</button>` : ""}</li>`).join("")
-      || '<li class="list-group-item text-muted">empty</li>';
+      <button class="btn btn-sm btn-outline-danger py-0" data-remove title="remove" aria-label="remove ${esc(it.procedure)}">✕</button>` : ""}</li>`).join("");
   }
   function drawHistory(items) {
     $("history").innerHTML = items.map((it) => `<tr data-uid="${it.uid}"><td>${esc(window.pyrosFormat.utc(it.ended_at, "time"))}</td>
@@ -70,8 +71,17 @@
       version = data.version;
       const q = data.queue;
       $("queue-state").textContent = "queue " + q.state;
-      $("env-state").textContent = "environment " + data.environment.status + (data.environment.manager_alive ? "" : " (manager not running)");
+      const env = data.environment;
+      $("env-state").textContent = "environment " + env.status + (env.pid ? ` (pid ${env.pid})` : "") + (env.manager_alive ? "" : " (manager not running)");
       $("waiting").textContent = q.waiting_reason || "";
+      $("block-state").textContent = q.block_until ? `procedure block until ${window.pyrosFormat.utc(q.block_until, "min")}` : "no procedure block";
+      if (operator) {
+        $("block-close-btn").classList.toggle("d-none", !q.block_until);
+        $("block-open-btn").textContent = q.block_until ? "Extend the block" : "Open a procedure block";
+        $("abort-btn").disabled = !data.running_item;
+        $("pause-now-btn").disabled = !data.running_item;
+        $("clear-btn").disabled = !data.items.length;
+      }
       drawRunning(data.running_item);
       drawItems(data.items);
       drawHistory(data.history);
@@ -123,16 +133,20 @@
       say(d.success, `${d.msg}: added ${(c.added || []).join(", ") || "-"}; modified ${(c.modified || []).join(", ") || "-"}; removed ${(c.removed || []).join(", ") || "-"}`);
     });
     $("reload-btn").addEventListener("click", async () => { const d = await post("procedures/reload/"); if (d.success) setTimeout(() => location.reload(), 600); });
+    $("block-open-btn").addEventListener("click", () => post("queue/block/", {minutes: $("block-minutes").value}));
+    $("block-close-btn").addEventListener("click", () => post("queue/block/", {minutes: 0}));
     document.body.addEventListener("click", (ev) => {
       const b = ev.target.closest("button");
       if (!b) return;
+      // Irreversible commands ask first (the message says what happens).
+      if (b.dataset.confirm && !window.confirm(b.dataset.confirm)) return;
       if (b.dataset.cmd) post("queue/" + b.dataset.cmd + "/", b.dataset.body ? JSON.parse(b.dataset.body) : {});
       const li = b.closest("li[data-uid]");
       if (li && b.dataset.move) {
         const other = b.dataset.move === "up" ? li.previousElementSibling : li.nextElementSibling;
         if (other) post("queue/move/", b.dataset.move === "up" ? {uid: li.dataset.uid, before_uid: other.dataset.uid} : {uid: li.dataset.uid, after_uid: other.dataset.uid});
       }
-      if (li && b.dataset.remove !== undefined) post("queue/remove/", {uid: li.dataset.uid});
+      if (li && b.dataset.remove !== undefined && window.confirm(`Remove ${li.dataset.procedure} from the queue?`)) post("queue/remove/", {uid: li.dataset.uid});
       const tr = b.closest("tr[data-uid]");
       if (tr && b.dataset.requeue !== undefined) post("queue/history/requeue/", {uid: tr.dataset.uid});
       if (tr && b.dataset.recover !== undefined && window.confirm("Recover this flow? A new run is queued at the front: the steps that succeeded are not run again, the others run again.")) {
