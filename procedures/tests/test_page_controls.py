@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from procedures import services
-from procedures.models import QueueItem, QueueState
+from procedures.models import FlowRun, QueueItem, QueueState
 from pyrosapp.models import User
 from pyrosapp.tests.factories import UserFactory
 
@@ -98,3 +98,36 @@ def test_queue_page_asks_before_irreversible_commands_and_shows_pid_and_block(op
     page.set_viewport_size({"width": 375, "height": 800})
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
     page.screenshot(path=str(screenshot_dir / "procedures-queue-controls-375.png"), full_page=True)
+
+
+def test_item_page_abort_says_what_follows_and_a_script_log_gets_the_width(operator_page, live_server,
+                                                                          screenshot_dir):
+    page = operator_page
+    script = QueueItem.objects.create(procedure="disk_check", params={}, timeout_s=60, sky="none",
+                                      status="running", started_at=timezone.now(),
+                                      published={"disks": [{"path": "/data", "free_gb": 80.4}]},
+                                      log=[["2026-12-05T00:38:03+00:00", "INFO", "disk_check.py> 6 FITS file(s)"]])
+    page.goto(f"{live_server.url}/procedures/items/{script.uid}/")
+    page.wait_for_selector("#item-published")
+    # Not a flow: no empty 'Steps' card, the log takes the page's width; the published data is readable.
+    assert page.is_hidden("#steps-col")
+    assert page.evaluate("document.querySelector('#item-log').getBoundingClientRect().width") > 900
+    assert '"free_gb": 80.4' in page.inner_text("#item-published")
+    seen: list[str] = []
+    _answer(page, False, seen)
+    page.click("#abort-btn")
+    page.wait_for_timeout(300)
+    assert "the queue goes on with the next item" in seen[-1] and "recover" not in seen[-1].lower()
+    page.screenshot(path=str(screenshot_dir / "procedures-item-script.png"), full_page=True)
+
+    QueueItem.objects.filter(pk=script.pk).update(status="completed", ended_at=timezone.now())
+    flow = QueueItem.objects.create(procedure="count_up", params={}, timeout_s=60, sky="none", status="running",
+                                    started_at=timezone.now())
+    FlowRun.objects.create(item=flow, started_at=timezone.now())
+    page.goto(f"{live_server.url}/procedures/items/{flow.uid}/")
+    page.wait_for_selector("#abort-btn:not(.d-none)")
+    assert page.is_visible("#steps-col")
+    _answer(page, False, seen)
+    page.click("#abort-btn")
+    page.wait_for_timeout(300)
+    assert "Recover runs afterwards what did not succeed" in seen[-1]

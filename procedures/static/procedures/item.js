@@ -47,9 +47,11 @@
     const facts = [["procedure", item.procedure], ["parameters", JSON.stringify(item.params)], ["added", `${time(item.added_at)} by ${item.added_by || "?"}`],
       ["started", time(item.started_at)], ["ended", time(item.ended_at)], ["duration", item.duration_s !== null ? item.duration_s.toFixed(1) + " s" : "—"],
       ["outcome", item.message || "—"]];
-    if (item.status === "running") facts.push(["progress", `${item.progress.current ?? ""}${item.progress.total ? " / " + item.progress.total : ""} ${item.progress.message || ""}`]);
-    if (item.published && Object.keys(item.published).length) facts.push(["published", JSON.stringify(item.published)]);
-    $("item-facts").innerHTML = facts.map(([k, v]) => `<dt class="col-4">${esc(k)}</dt><dd class="col-8 text-break">${esc(v)}</dd>`).join("");
+    if (item.status === "running") facts.push(["progress", `${item.progress.current ?? ""}${item.progress.total ? " / " + item.progress.total : ""} ${item.progress.message || ""}`.trim() || "—"]);
+    const published = item.published && Object.keys(item.published).length
+      ? `<pre class="small mb-0" id="item-published" style="white-space:pre-wrap">${esc(JSON.stringify(item.published, null, 1))}</pre>` : "";
+    $("item-facts").innerHTML = facts.map(([k, v]) => `<dt class="col-4">${esc(k)}</dt><dd class="col-8 text-break">${esc(v)}</dd>`).join("")
+      + (published ? `<dt class="col-12">published</dt><dd class="col-12 text-break">${published}</dd>` : "");
     const log = (item.log || []).slice(-200).map((l) => `${esc(time(l[0]))} ${esc(l[1])} ${esc(l[2])}`).join("\n");
     const pre = $("item-log");
     const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
@@ -59,6 +61,10 @@
       $("recover-btn").classList.toggle("d-none", !item.recoverable || (flow && flow.recoveries.some((r) => r.status === "queued" || r.status === "running")));
       $("abort-btn").classList.toggle("d-none", item.status !== "running");
     }
+    // Not a flow: no steps to show, the log takes the page's width.
+    const noSteps = !flow && item.status !== "queued";
+    $("steps-col").classList.toggle("d-none", noSteps);
+    $("side-col").classList.toggle("col-lg-5", !noSteps);
     if (!flow) {
       $("flow-counts").textContent = "";
       $("flow-tree").innerHTML = `<li class="text-muted">${item.status === "queued" ? "not started yet" : "not a flow: this procedure has no steps"}</li>`;
@@ -108,7 +114,8 @@
       refresh();
     });
     $("abort-btn").addEventListener("click", async (ev) => {
-      if (!window.confirm(ev.currentTarget.dataset.confirm)) return;
+      const b = ev.currentTarget;
+      if (!window.confirm(current && current.is_flow ? b.dataset.confirmFlow : b.dataset.confirm)) return;
       if (!current || current.status !== "running") return;
       const data = await post("queue/abort/", {});
       say(!!data.success, data.msg || (data.success ? "done" : "refused"));
