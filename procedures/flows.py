@@ -33,7 +33,7 @@ from django.utils import timezone
 
 from devices.errors import DeviceError
 from procedures.models import FlowRun, QueueItem, StepRun
-from procedures.sdk import Flow, FlowError, Group, Loop, ProcedureAborted, Step
+from procedures.sdk import Flow, FlowError, Group, Loop, ProcedureAborted, Step, failure_message
 
 log = logging.getLogger("pyros.procedures")
 
@@ -538,9 +538,9 @@ class FlowEngine:
             if control.aborted.is_set():
                 state, message = S.ABORTED, control.stop_reason or "aborted"
             else:
-                state, message, tb = S.FAILED, f"{exc.__class__.__name__}: {exc}", tb_module.format_exc()
+                state, message, tb = S.FAILED, failure_message(exc), tb_module.format_exc()
         except BaseException as exc:  # the step's own error: it fails with its traceback
-            state, message, tb = S.FAILED, f"{exc.__class__.__name__}: {exc}", tb_module.format_exc()
+            state, message, tb = S.FAILED, failure_message(exc), tb_module.format_exc()
         try:
             for future in step_ctx._saves:  # a failed step's frames are still stored before it ends
                 if not future.done():

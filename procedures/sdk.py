@@ -87,6 +87,12 @@ class ProcedureError(Exception):
     """A procedure's own failure with a message for the operator (the item ends failed)."""
 
 
+def failure_message(exc: BaseException) -> str:
+    """How a failure reads in the history, on the pages and in the CLI: a ProcedureError's message is written for
+    the operator and stands alone; any other exception is named ('ZeroDivisionError: division by zero')."""
+    return str(exc) if isinstance(exc, ProcedureError) and str(exc) else f"{exc.__class__.__name__}: {exc}"
+
+
 # --- Flows -----------------------------------------------------------------------------------------
 # A procedure that returns a ``Flow`` is a flow: the worker runs its steps (see procedures/flows.py), stores
 # each step's state and published data (FlowRun, StepRun), and a recovery run skips the steps that succeeded.

@@ -158,7 +158,7 @@ def run_item(*, item_id: int, token: str, observatory_factory, modules: _Modules
     from procedures.context import ProcedureContext, RunControl, _ItemLogHandler
     from procedures.flows import FlowFailed, run_flow
     from procedures.models import Procedure, QueueItem
-    from procedures.sdk import Flow, ProcedureAborted
+    from procedures.sdk import Flow, ProcedureAborted, failure_message
     from procedures.services import queue_item_finish
 
     Status = QueueItem.Status
@@ -204,12 +204,12 @@ def run_item(*, item_id: int, token: str, observatory_factory, modules: _Modules
             status = Status.ABORTED if control.stop_kind == "abort" else Status.STOPPED
             message = control.stop_reason
         else:  # a device aborted by someone else (another process): a failure of this run
-            status, message, tb = Status.FAILED, f"{exc.__class__.__name__}: {exc}", traceback.format_exc()
+            status, message, tb = Status.FAILED, failure_message(exc), traceback.format_exc()
     except FlowFailed as exc:  # a step failed: its message and traceback
         status, message, tb = Status.FAILED, str(exc), exc.traceback
         logger.error("%s failed: %s", item.procedure, message)
     except BaseException as exc:  # the procedure's own error: failed with its traceback, the queue goes on
-        status, message, tb = Status.FAILED, f"{exc.__class__.__name__}: {exc}", traceback.format_exc()
+        status, message, tb = Status.FAILED, failure_message(exc), traceback.format_exc()
         logger.error("%s failed: %s", item.procedure, message)
     finally:
         control.finished.set()

@@ -14,7 +14,7 @@ from procedures import selectors, services
 from procedures.context import ProcedureContext, RunControl
 from procedures.flows import FlowFailed, run_flow
 from procedures.models import FlowRun, QueueItem, StepRun
-from procedures.sdk import Flow, FlowError, Group, Loop, ProcedureAborted, Step
+from procedures.sdk import Flow, FlowError, Group, Loop, ProcedureAborted, ProcedureError, Step
 from procedures.services import QueueError
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -520,3 +520,15 @@ def test_the_item_page_is_read_only_for_astronomers_and_offers_recover_to_operat
     client.force_login(UserFactory(role=User.Role.OPERATOR))
     html = client.get(f"/procedures/items/{failed.uid}/").content.decode()
     assert 'id="recover-btn"' in html and "the steps that succeeded are not run again" in html
+
+
+def test_a_step_failing_with_procedure_error_reads_as_its_message(loaded):
+    """A ProcedureError is the procedure's message for the operator: no class name in front of it (other
+    exceptions keep theirs)."""
+    def solve(ctx):
+        raise ProcedureError("no star in the frame")
+
+    item = run(Flow(Step("solve", solve)))
+    row = StepRun.objects.get(run__item=item, path="solve")
+    assert row.state == "failed" and row.message == "no star in the frame"
+    assert item.message.endswith("failed: no star in the frame") and "ProcedureError" not in item.message
