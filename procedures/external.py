@@ -459,7 +459,11 @@ class ContextScript:
                 record = dict(record)
             self.ctx.publish(scripts=record)
             level = logging.INFO if result.outcome == "succeeded" else logging.WARNING
-            self.ctx.log.log(level, "%s (exit status %s)", result.explain(), result.exit_status)
+            # The exit status once: 'exited with status 1' says it already, a signal is named, not '-2'.
+            text = result.explain()
+            if result.exit_status is not None and result.exit_status >= 0 and "status" not in text:
+                text += f" (exit status {result.exit_status})"
+            self.ctx.log.log(level, "%s", text)
         if result.outcome == "aborted":
             self.ctx.check()  # the procedure's abort: ProcedureAborted, like any device call
         if self.check and result.outcome != "succeeded":

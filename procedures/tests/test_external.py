@@ -407,6 +407,15 @@ def test_a_script_procedure_runs_through_the_queue_with_its_output_and_data_in_t
     assert failed.status == "failed" and "exited with status 1" in failed.message
     assert "less than 1e+09 GB" in failed.message
     assert failed.published["scripts"]["disk_check.py"]["exit_status"] == 1
+    assert [line[2] for line in failed.log if "exited with status 1" in line[2]][0].count("status 1") == 1
+
+    # A folder that does not exist is not called 'low disk space'.
+    gone = str(queue_without_devices["tmp"] / "no-such-folder")
+    missing = services.queue_item_add(procedure="disk_check", params={"paths": [gone], "query_api": False}, by="test")
+    failed = wait_until(lambda: (i := QueueItem.objects.get(uid=missing.uid)).status in QueueItem.ENDED and i,
+                        timeout_s=scaled_s(60), what="third disk_check ended")
+    assert failed.message == ("script disk_check.py exited with status 1; last line on stderr: "
+                              f"disk check failed: {gone} does not exist")
 
 
 @pytest.mark.slow

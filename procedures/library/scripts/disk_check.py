@@ -58,12 +58,12 @@ def main() -> int:
 
     data_dir = Path(os.environ.get("PYROS_DATA_DIR") or ".")
     folders = [data_dir, *(Path(p) for p in args.paths)]
-    disks, low = [], []
+    disks, low, missing = [], [], []
     for i, folder in enumerate(folders, start=1):
         progress(i - 1, len(folders) + 1, f"disk of {folder}")
         if not folder.exists():
             print(f"{folder}: does not exist", file=sys.stderr)
-            low.append(f"{folder} does not exist")
+            missing.append(f"{folder} does not exist")
             continue
         usage = shutil.disk_usage(folder)
         free_gb = usage.free / 1e9
@@ -98,8 +98,8 @@ def main() -> int:
             print(f"REST API not usable: {exc}", file=sys.stderr)
             publish(api=f"not usable ({exc.status or 'unreachable'})")
     progress(len(folders) + 1, len(folders) + 1, "done")
-    if low:
-        print("low disk space: " + "; ".join(low), file=sys.stderr)
+    if low or missing:  # the last stderr line is the outcome's reason on the item
+        print(("low disk space: " if low else "disk check failed: ") + "; ".join(low + missing), file=sys.stderr)
         return 1
     return 0
 
