@@ -111,7 +111,8 @@ def walked_pages(w) -> dict[str, list[str]]:
 
 
 def walk(browser, live_server, w, viewport, visit) -> int:
-    """Each page of walked_pages as its user, at this size: visit(page, path) once it is loaded and settled."""
+    """Each page of walked_pages as its user, at this size: visit(page, where, screenshot name) once it is loaded
+    and settled."""
     seen = 0
     for role, paths in walked_pages(w).items():
         phone = viewport is PHONE
@@ -119,15 +120,15 @@ def walk(browser, live_server, w, viewport, visit) -> int:
         page = context.new_page()
         page.set_default_timeout(20_000)
         log_in(page, live_server, *w["site"].seed.credentials[role])
-        for path in paths:
+        for i, path in enumerate(paths):
             response = page.goto(live_server.url + path)
             assert response.ok, (role, path, response.status)
             settle(page)
             if re.fullmatch(r"/images/\d+/", path) and page.locator(".analyzer-afterglow").count():
                 page.locator(".analyzer-afterglow .js-plotly-plot .main-svg").first.wait_for()
             if "/procedures/items/" in path:
-                page.locator('#flow-tree li[data-path="points/2/work"]').wait_for()
-            visit(page, f"{role} {path}")
+                page.locator('#flow-tree li[data-path="points/2/work"]').wait_for(state="attached")
+            visit(page, f"{role} {path}", f"{role}_{i}_{shot_name(path)}")
             seen += 1
         context.close()
     return seen
@@ -170,14 +171,51 @@ def test_the_formats_check_catches_what_it_should():
         assert format_problems(bad), bad
 
 
+def shot_name(where: str) -> str:
+    """A screenshot's file name that does not change from run to run (ids and uids replaced)."""
+    where = re.sub(r"[0-9a-f]{8}-[0-9a-f-]{27}", "uid", where)
+    return re.sub(r"\W+", "_", re.sub(r"\d+", "n", where)).strip("_")
+
+
 # --- The walks ----------------------------------------------------------------------------------
+CHART_LAYOUT_SCRIPT = """
+(skip) => {
+  // In every chart drawn, what could cover what: the legend over the plotting area, the title or an axis title;
+  // the tool bar over the title. Boxes as drawn (the legend's drawn background, not its group's bounding box).
+  const box = (node) => { if (!node) return null; const r = node.getBoundingClientRect();
+    return r.width && r.height ? {x: r.left, y: r.top, r: r.right, b: r.bottom} : null; };
+  const cut = (a, b) => a && b && Math.min(a.r, b.r) - Math.max(a.x, b.x) > 1 && Math.min(a.b, b.b) - Math.max(a.y, b.y) > 1;
+  const problems = [];
+  for (const el of document.querySelectorAll(".js-plotly-plot")) {
+    if (skip && el.matches(skip)) continue;
+    const name = el.id || el.className;
+    const legend = box(el.querySelector("g.legend rect.bg"));
+    const title = box(el.querySelector(".gtitle"));
+    const toolbar = box(el.querySelector(".modebar"));
+    const axes = [...el.querySelectorAll(".g-xtitle text, .g-ytitle text")].map(box);
+    const areas = [...el.querySelectorAll("rect.nsewdrag")].map(box);
+    if (areas.some((a) => cut(legend, a))) problems.push(`${name}: the legend covers the plotting area`);
+    if (cut(legend, title)) problems.push(`${name}: the legend covers the title`);
+    if (axes.some((a) => cut(legend, a))) problems.push(`${name}: the legend covers an axis title`);
+    if (cut(toolbar, title) && getComputedStyle(el.querySelector(".modebar")).opacity !== "0")
+      problems.push(`${name}: the tool bar covers the title`);
+  }
+  return problems;
+}
+"""
+
+
+# Charts drawn by scripts outside this change's files, checked on their own (test_the_plan_chart_legend_on_a_phone)
+DRAWN_ELSEWHERE = "#schedule-timeline"
+
+
 def test_new_pages_read_well_as_drawn_with_pyros_formats(require_chromium, walked, live_server, browser,
                                                          screenshot_dir):
     """Desktop: every visible text reaches 4.5:1 (3:1 large), badges stand out, charts are named and titled,
     times and positions read the PyROS way."""
     failures, formats, charts, totals = {}, {}, {}, {"checked": 0, "charts": 0, "chart_texts": 0}
 
-    def visit(page, where):
+    def visit(page, where, shot):
         result = page.evaluate(CONTRAST_SCRIPT)
         totals["checked"] += result["checked"]
         if result["failures"]:
@@ -185,13 +223,12 @@ def test_new_pages_read_well_as_drawn_with_pyros_formats(require_chromium, walke
         drawn = page.evaluate(CHARTS_SCRIPT)
         totals["charts"] += len(drawn)
         totals["chart_texts"] += sum(chart["texts"] for chart in drawn)
-        if chart_problems(drawn):
-            charts[where] = chart_problems(drawn)
+        if chart_problems(drawn) or page.evaluate(CHART_LAYOUT_SCRIPT, DRAWN_ELSEWHERE):
+            charts[where] = chart_problems(drawn) + page.evaluate(CHART_LAYOUT_SCRIPT, DRAWN_ELSEWHERE)
         problems = format_problems(page.evaluate(FORMATS_SCRIPT, WRITTEN_ELSEWHERE))
         if problems:
             formats[where] = problems
-        name = re.sub(r"\W+", "_", where).strip("_")
-        page.screenshot(path=str(screenshot_dir / f"walks2_desktop_{name}.png"), full_page=True)
+        page.screenshot(path=str(screenshot_dir / f"walks2_desktop_{shot}.png"), full_page=True)
 
     assert walk(browser, live_server, walked, DESKTOP, visit) == 11
     assert totals["checked"] > 400
@@ -223,9 +260,11 @@ BROKEN_DATES_SCRIPT = """
 
 
 def test_new_pages_fit_a_phone(require_chromium, walked, live_server, browser, screenshot_dir):
-    too_wide, failures, broken = {}, {}, {}
+    too_wide, failures, broken, charts = {}, {}, {}, {}
 
-    def visit(page, where):
+    def visit(page, where, shot):
+        if page.evaluate(CHART_LAYOUT_SCRIPT, DRAWN_ELSEWHERE):
+            charts[where] = page.evaluate(CHART_LAYOUT_SCRIPT, DRAWN_ELSEWHERE)
         if page.evaluate(BROKEN_DATES_SCRIPT):
             broken[where] = page.evaluate(BROKEN_DATES_SCRIPT)
         result = page.evaluate(WIDTH_SCRIPT)
@@ -234,12 +273,12 @@ def test_new_pages_fit_a_phone(require_chromium, walked, live_server, browser, s
         contrast = page.evaluate(CONTRAST_SCRIPT)
         if contrast["failures"]:
             failures[where] = contrast["failures"]
-        name = re.sub(r"\W+", "_", where).strip("_")
-        page.screenshot(path=str(screenshot_dir / f"walks2_phone_{name}.png"), full_page=True)
+        page.screenshot(path=str(screenshot_dir / f"walks2_phone_{shot}.png"), full_page=True)
 
     assert walk(browser, live_server, walked, PHONE, visit) == 11
     assert not too_wide, "\n".join(f"{where}: {result}" for where, result in too_wide.items())
     assert not failures, failures
+    assert not charts, charts
     assert not broken, "\n".join(f"{where}: {b}" for where, dates in broken.items() for b in dates)
 
 
@@ -251,6 +290,19 @@ def test_the_stream_summary_reads_utc(require_chromium, walked, live_server, pag
     summary = page.inner_text("#kafka-summary")
     assert "stored since" in summary
     assert format_problems(summary) == []
+
+
+@pytest.mark.xfail(strict=True, reason="scheduler/static/scheduler/timeline.js puts the plan's legend (Running, "
+                   "Planned) beside the title's second line on a phone, over its end")
+def test_the_plan_chart_legend_on_a_phone(require_chromium, walked, live_server, browser):
+    context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    log_in(page, live_server, *walked["site"].seed.credentials["operator"])
+    page.goto(f"{live_server.url}/schedule/")
+    page.locator("#schedule-timeline .main-svg").first.wait_for()
+    problems = page.evaluate(CHART_LAYOUT_SCRIPT, "")
+    context.close()
+    assert problems == []
 
 
 LINES_SCRIPT = """
