@@ -29,6 +29,15 @@ OPEN_TIMEOUT_S = 60.0
 HEARTBEAT_EVERY_S = 1.0
 
 
+def _exit_how(code: int | None) -> str:
+    """A process's end as an operator reads it: 'killed by SIGKILL' rather than 'exit code -9'."""
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            pass
+    return f"exit code {code}"
+
 class WorkerProcess:
     """The worker environment: a ``python -m procedures.worker`` child and its JSON-lines channel."""
 
@@ -231,7 +240,7 @@ class QueueManager:
         now = time.monotonic()
         if not self.worker.alive():
             code = self.worker.proc.returncode if self.worker.proc else None
-            self._kill_and_finish(QueueItem.Status.FAILED, f"the worker process died (exit code {code})")
+            self._kill_and_finish(QueueItem.Status.FAILED, f"the worker process died ({_exit_how(code)})")
             return
         if now - run.started > run.timeout_s:
             self._kill_and_finish(QueueItem.Status.FAILED, f"killed after its timeout of {run.timeout_s:g} s")

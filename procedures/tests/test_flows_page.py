@@ -68,7 +68,8 @@ def test_operator_recovers_a_killed_flow_from_its_page(require_chromium, page, l
         assert page.locator('li[data-path="points/3/work"]').get_attribute("data-state") == "succeeded"
         os.kill(QueueState.objects.get().env_pid, signal.SIGKILL)
         page.wait_for_selector('li[data-path="points/4/work"][data-state=failed]', timeout=scaled_s(20) * 1000)
-        assert "interrupted: the worker process died" in page.inner_text('li[data-path="points/4/work"]')
+        assert "interrupted: the worker process died (killed by SIGKILL)" in page.inner_text(
+            'li[data-path="points/4/work"]')
         assert page.inner_text("#item-status") == "failed"
         assert page.locator('li[data-path="points/7/work"]').get_attribute("data-state") == "pending"
         assert Path(done_file).read_text().split() == ["1", "2", "3"]
