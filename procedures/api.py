@@ -198,12 +198,17 @@ def _command(action: str, request) -> Response:
         services.queue_start(by=by)
         return ok("queue started")
     if action == "stop":
+        running = selectors.running_item_name()
         services.queue_stop(by=by)
-        return ok("queue stopped: the running item finishes, no other starts")
+        return ok(f"queue stopped: {running} finishes, no other item starts" if running else "queue stopped")
     if action == "pause":
         when = _valid(PauseIn, request)["when"]
+        running = selectors.running_item_name()
         services.queue_pause(when=when, by=by)
-        return ok("queue paused" if when == "immediate" else "queue pauses after the running item")
+        if not running:
+            return ok("queue paused (no item was running)")
+        return ok(f"queue paused: {running} is stopped now and queued again at the front" if when == "immediate"
+                  else f"queue pauses after {running}, the running item")
     if action == "resume":
         services.queue_resume(by=by)
         return ok("queue resumed")

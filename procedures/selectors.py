@@ -127,6 +127,11 @@ def queue_status(*, history: int = 10, log: bool = True) -> dict:
     }
 
 
+def running_item_name() -> str | None:
+    """The procedure of the running item, if one runs (for answers that say what a command does to it)."""
+    return QueueItem.objects.filter(status=Status.RUNNING).values_list("procedure", flat=True).first()
+
+
 def history_list(*, limit: int = 50, offset: int = 0, status: str = "") -> dict:
     qs = QueueItem.objects.select_related("flow", "requeued_from", "recovers").filter(
         status__in=QueueItem.ENDED).order_by("-ended_at", "-id")

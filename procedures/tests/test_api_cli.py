@@ -162,3 +162,24 @@ def test_cli_finds_items_by_short_uid_anywhere_and_says_what_it_did(loaded, live
     assert r.returncode == 0 and f"procedure block open until {until:%Y-%m-%d %H:%M:%S} UTC" in r.stdout
     r = _pyros(live_server, token, "queue")
     assert f"procedure block until {until:%Y-%m-%d %H:%M:%S} UTC" in r.stdout
+
+
+def test_pause_and_stop_say_what_they_do_to_the_running_item(loaded):
+    """'queue pauses after the running item' was the answer with no item running (the queue paused at once)."""
+    op = _client(User.Role.OPERATOR)
+    assert op.post("/api/queue/start/", {}, format="json").json()["success"]
+    r = op.post("/api/queue/pause/", {"when": "deferred"}, format="json").json()
+    assert r["msg"] == "queue paused (no item was running)" and QueueState.objects.get().paused
+    op.post("/api/queue/resume/", {}, format="json")
+    QueueItem.objects.create(procedure="count_up", params={}, timeout_s=60, sky="none", status="running")
+    r = op.post("/api/queue/pause/", {"when": "deferred"}, format="json").json()
+    assert r["msg"] == "queue pauses after count_up, the running item" and not QueueState.objects.get().paused
+    op.post("/api/queue/resume/", {}, format="json")
+    r = op.post("/api/queue/pause/", {"when": "immediate"}, format="json").json()
+    assert r["msg"] == "queue paused: count_up is stopped now and queued again at the front"
+    op.post("/api/queue/resume/", {}, format="json")
+    assert op.post("/api/queue/stop/", {}, format="json").json()["msg"] == (
+        "queue stopped: count_up finishes, no other item starts")
+    QueueItem.objects.update(status="completed")
+    op.post("/api/queue/start/", {}, format="json")
+    assert op.post("/api/queue/stop/", {}, format="json").json()["msg"] == "queue stopped"
