@@ -259,10 +259,34 @@ BROKEN_DATES_SCRIPT = """
 """
 
 
+SQUEEZED_FIELDS_SCRIPT = """
+() => {
+  // A form field narrower than what it holds: a select's chosen option (with room for its arrow) or a field's
+  // value cut off (on a phone the strategy form's filter select showed nothing of 'R').
+  const canvas = document.createElement("canvas").getContext("2d");
+  const squeezed = [];
+  for (const el of document.querySelectorAll("#main select, #main input.form-control")) {
+    const style = getComputedStyle(el);
+    if (!el.getBoundingClientRect().width || el.closest("[hidden], template")) continue;
+    const text = el.tagName === "SELECT" ? (el.selectedOptions[0] || {text: ""}).text : el.value;
+    if (!text) continue;
+    canvas.font = `${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
+    const needed = canvas.measureText(text).width + parseFloat(style.paddingLeft) + parseFloat(style.paddingRight)
+      + parseFloat(style.borderLeftWidth) + parseFloat(style.borderRightWidth);
+    if (el.getBoundingClientRect().width + 1 < needed)
+      squeezed.push(`${el.name || el.id}: '${text}' needs ${Math.ceil(needed)} px, has ${Math.round(el.getBoundingClientRect().width)}`);
+  }
+  return squeezed;
+}
+"""
+
+
 def test_new_pages_fit_a_phone(require_chromium, walked, live_server, browser, screenshot_dir):
-    too_wide, failures, broken, charts = {}, {}, {}, {}
+    too_wide, failures, broken, charts, squeezed = {}, {}, {}, {}, {}
 
     def visit(page, where, shot):
+        if page.evaluate(SQUEEZED_FIELDS_SCRIPT):
+            squeezed[where] = page.evaluate(SQUEEZED_FIELDS_SCRIPT)
         if page.evaluate(CHART_LAYOUT_SCRIPT, DRAWN_ELSEWHERE):
             charts[where] = page.evaluate(CHART_LAYOUT_SCRIPT, DRAWN_ELSEWHERE)
         if page.evaluate(BROKEN_DATES_SCRIPT):
@@ -279,6 +303,7 @@ def test_new_pages_fit_a_phone(require_chromium, walked, live_server, browser, s
     assert not too_wide, "\n".join(f"{where}: {result}" for where, result in too_wide.items())
     assert not failures, failures
     assert not charts, charts
+    assert not squeezed, squeezed
     assert not broken, "\n".join(f"{where}: {b}" for where, dates in broken.items() for b in dates)
 
 
