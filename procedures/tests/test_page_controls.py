@@ -131,3 +131,15 @@ def test_item_page_abort_says_what_follows_and_a_script_log_gets_the_width(opera
     page.click("#abort-btn")
     page.wait_for_timeout(300)
     assert "Recover runs afterwards what did not succeed" in seen[-1]
+
+
+def test_queue_page_says_when_the_manager_stops_answering(operator_page, live_server):
+    """A manager that dies bumps no version: the open page must still stop calling its environment alive."""
+    page = operator_page
+    QueueState.objects.update(env_status="idle", env_pid=4242, manager_heartbeat=timezone.now() + timedelta(hours=1))
+    page.goto(f"{live_server.url}/procedures/")
+    page.wait_for_function("document.querySelector('#env-state').textContent === 'environment idle (pid 4242)'")
+    QueueState.objects.update(manager_heartbeat=timezone.now() - timedelta(minutes=1))  # no version bump
+    page.wait_for_function("document.querySelector('#env-state').textContent.endsWith('(manager not running)')",
+                           timeout=5_000)
+    assert "text-bg-danger" in page.get_attribute("#env-state", "class")

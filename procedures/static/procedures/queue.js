@@ -67,12 +67,16 @@
     try {
       const r = await fetch("/api/queue/", {credentials: "same-origin"});
       const data = await r.json();
-      if (!data.success || data.version === version) return;
+      if (!data.success) return;
+      // The manager's liveness is read at each request: a manager that died bumps no version, so this is
+      // drawn every round (else the page would go on saying "environment idle" about a dead process).
+      const env = data.environment;
+      $("env-state").textContent = "environment " + env.status + (env.pid ? ` (pid ${env.pid})` : "") + (env.manager_alive ? "" : " (manager not running)");
+      $("env-state").className = "badge border " + (env.manager_alive ? "text-bg-light" : "text-bg-danger");
+      if (data.version === version) return;
       version = data.version;
       const q = data.queue;
       $("queue-state").textContent = "queue " + q.state;
-      const env = data.environment;
-      $("env-state").textContent = "environment " + env.status + (env.pid ? ` (pid ${env.pid})` : "") + (env.manager_alive ? "" : " (manager not running)");
       $("waiting").textContent = q.waiting_reason || "";
       $("block-state").textContent = q.block_until ? `procedure block until ${window.pyrosFormat.utc(q.block_until, "min")}` : "no procedure block";
       if (operator) {
