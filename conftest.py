@@ -72,7 +72,11 @@ def postgres_required(settings):
 
 
 # --- Browser tests: Playwright driving Debian's Chromium (never a downloaded browser) -------------
-CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+def _executable(path: str) -> str | None:
+    return path if os.access(path, os.X_OK) and Path(path).is_file() else None
+
+
+CHROMIUM = shutil.which("chromium") or _executable("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]
 
@@ -83,7 +87,7 @@ def browser_type_launch_args(browser_type_launch_args):
     # (or, in CI, fails) browser tests with the reason, instead of erroring on a downloaded browser.
     if CHROMIUM is None:
         service_missing("Debian's chromium is not installed (apt-get install chromium)")
-    real = "/usr/lib/chromium/chromium" if Path("/usr/lib/chromium/chromium").exists() else CHROMIUM
+    real = _executable("/usr/lib/chromium/chromium") or CHROMIUM
     return {**browser_type_launch_args, "executable_path": real, "args": CHROMIUM_ARGS, "headless": True}
 
 
