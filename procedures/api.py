@@ -158,14 +158,17 @@ class HistoryApi(APIView):
 
     @extend_schema(summary="History: ended items with outcome, duration, published data and log",
                    parameters=[OpenApiParameter("limit", int), OpenApiParameter("offset", int),
-                               OpenApiParameter("status", str)], responses={200: ANSWER})
+                               OpenApiParameter("status", str),
+                               OpenApiParameter("log", bool, description="false: without each item's log")],
+                   responses={200: ANSWER})
     def get(self, request):
         def number(name, default, top):
             value = request.query_params.get(name, "")
             return min(int(value), top) if value.isdigit() and len(value) < 7 else default
 
+        log = request.query_params.get("log", "true").lower() not in ("0", "false", "no", "off")
         return ok(**selectors.history_list(limit=number("limit", 50, 500), offset=number("offset", 0, 10**6),
-                                           status=request.query_params.get("status", "")[:10]))
+                                           status=request.query_params.get("status", "")[:10], log=log))
 
 
 def _command(action: str, request) -> Response:

@@ -210,7 +210,7 @@ def _uid(api: Api, short: str) -> str:
     seen = data.get("items", []) + ([data["running_item"]] if data.get("running_item") else []) + data.get("history", [])
     candidates = sorted({i["uid"] for i in seen if i["uid"].startswith(short)})
     if not candidates:
-        hist = api.call("GET", "queue/history/", params={"limit": HISTORY_SEARCHED})
+        hist = api.call("GET", "queue/history/", params={"limit": HISTORY_SEARCHED, "log": "false"})
         candidates = sorted({i["uid"] for i in hist.get("items", []) if i["uid"].startswith(short)})
     if not candidates:
         raise CliError(f"no queue item {short!r}: none queued, running or among the last {HISTORY_SEARCHED} ended "
@@ -252,7 +252,7 @@ def run(args, api: Api) -> dict:  # noqa: C901 - one dispatch table, read top to
         if a == "show":
             return api.call("GET", "queue/")
         if a == "history":
-            return api.call("GET", "queue/history/", params={"limit": args.limit})
+            return api.call("GET", "queue/history/", params={"limit": args.limit, "log": "false"})
         if a == "requeue":
             return api.call("POST", "queue/history/requeue/", {"uid": _uid(api, args.uid)})
         if a == "recover":

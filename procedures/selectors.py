@@ -132,7 +132,7 @@ def running_item_name() -> str | None:
     return QueueItem.objects.filter(status=Status.RUNNING).values_list("procedure", flat=True).first()
 
 
-def history_list(*, limit: int = 50, offset: int = 0, status: str = "") -> dict:
+def history_list(*, limit: int = 50, offset: int = 0, status: str = "", log: bool = True) -> dict:
     qs = QueueItem.objects.select_related("flow", "requeued_from", "recovers").filter(
         status__in=QueueItem.ENDED).order_by("-ended_at", "-id")
     if status:
@@ -140,7 +140,7 @@ def history_list(*, limit: int = 50, offset: int = 0, status: str = "") -> dict:
     total = qs.count()
     page = list(qs[offset:offset + limit])
     recovered_by = _recovered_by(page)
-    return {"count": total, "items": [item_json(i, log=True, recovered_by=recovered_by) for i in page]}
+    return {"count": total, "items": [item_json(i, log=log, recovered_by=recovered_by) for i in page]}
 
 
 def item_detail(uid) -> QueueItem | None:

@@ -143,3 +143,39 @@ def test_queue_page_says_when_the_manager_stops_answering(operator_page, live_se
     page.wait_for_function("document.querySelector('#env-state').textContent.endsWith('(manager not running)')",
                            timeout=5_000)
     assert "text-bg-danger" in page.get_attribute("#env-state", "class")
+
+
+def test_queue_page_history_goes_back_further_and_again_on_a_flow_asks(operator_page, live_server):
+    """The page showed the last 10 ended items and no way to older ones; 'again' on a failed flow (every point
+    taken again) sat beside 'recover' and acted at once."""
+    page = operator_page
+    now = timezone.now()
+    for i in range(14):
+        QueueItem.objects.create(procedure="count_up", params={"n": i + 1}, timeout_s=60, sky="none",
+                                 status="completed", ended_at=now - timedelta(minutes=i + 1))
+    flow = QueueItem.objects.create(procedure="count_up", params={"n": 99}, timeout_s=60, sky="none",
+                                    status="failed", ended_at=now)
+    FlowRun.objects.create(item=flow, started_at=now)
+    page.goto(f"{live_server.url}/procedures/")
+    page.wait_for_function("document.querySelectorAll('#history tr').length === 10")
+    assert page.inner_text("#history-count") == "the latest 10"
+    page.click("#history-more-btn")
+    page.wait_for_function("document.querySelectorAll('#history tr').length === 15")
+    assert page.inner_text("#history-count") == "15 of 15" and page.is_hidden("#history-more-btn")
+    body = _client_json(page, "/api/queue/history/?limit=3&log=false")
+    assert len(body["items"]) == 3 and "log" not in body["items"][0] and body["count"] == 15
+
+    seen: list[str] = []
+    _answer(page, False, seen)
+    page.click(f'#history tr[data-uid="{flow.uid}"] button[data-requeue]')
+    page.wait_for_timeout(300)
+    assert "again from the start? Every step runs again" in seen[-1]
+    assert not QueueItem.objects.filter(status="queued").exists()
+    plain = QueueItem.objects.filter(status="completed").order_by("-ended_at").first()
+    page.click(f'#history tr[data-uid="{plain.uid}"] button[data-requeue]')  # not a flow: no question
+    page.wait_for_function("document.querySelectorAll('#queue-items li[data-uid]').length === 1")
+    assert len(seen) == 1
+
+
+def _client_json(page, path: str) -> dict:
+    return page.evaluate(f"fetch({path!r}, {{credentials: 'same-origin'}}).then((r) => r.json())")

@@ -6,6 +6,8 @@
   const byName = Object.fromEntries(procedures.map((p) => [p.name, p]));
   const $ = (id) => document.getElementById(id);
   let version = null;
+  const HISTORY_PAGE = 10;  // as many as GET /api/queue/ carries; "older items" asks the history for more
+  let historyLimit = HISTORY_PAGE;
 
   function csrf() {
     const m = document.cookie.match(/csrftoken=([^;]+)/);
@@ -60,7 +62,7 @@
     $("history").innerHTML = items.map((it) => `<tr data-uid="${it.uid}"><td>${esc(window.pyrosFormat.utc(it.ended_at, "time"))}</td>
       <td><a href="/procedures/items/${esc(it.uid)}/">${esc(it.procedure)}</a>${it.recovers ? ' <span class="badge text-bg-light border" title="a recovery run">recovery</span>' : ""}</td><td><span class="badge text-bg-${it.status === "completed" ? "success" : it.status === "failed" ? "danger" : "warning"}">${esc(it.status)}</span></td>
       <td>${it.duration_s ? it.duration_s.toFixed(1) + " s" : ""}</td><td class="text-truncate" style="max-width:14rem" title="${esc(it.traceback || it.message)}">${esc(it.message)}</td>
-      <td class="text-nowrap">${operator ? '<button class="btn btn-sm btn-outline-primary py-0" data-requeue>again</button>' : ""}
+      <td class="text-nowrap">${operator ? `<button class="btn btn-sm btn-outline-primary py-0" data-requeue data-procedure="${esc(it.procedure)}" data-flow="${it.is_flow}" title="queue it again from the start">again</button>` : ""}
       ${operator && it.recoverable ? '<button class="btn btn-sm btn-outline-success py-0" data-recover title="run the steps that did not succeed">recover</button>' : ""}</td></tr>`).join("");
   }
   async function refresh() {
@@ -88,7 +90,14 @@
       }
       drawRunning(data.running_item);
       drawItems(data.items);
-      drawHistory(data.history);
+      let history = data.history, count = null;
+      if (historyLimit > HISTORY_PAGE) {  // the older items too (without their logs: the item page has them)
+        const h = await (await fetch(`/api/queue/history/?limit=${historyLimit}&log=false`, {credentials: "same-origin"})).json();
+        if (h.success) { history = h.items; count = h.count; }
+      }
+      drawHistory(history);
+      $("history-count").textContent = !history.length ? "no item has ended yet" : count !== null ? `${history.length} of ${count}` : `the latest ${history.length}`;
+      $("history-more-btn").classList.toggle("d-none", count !== null ? history.length >= count : history.length < HISTORY_PAGE);
     } catch (e) { /* the next round tries again */ }
   }
 
@@ -152,7 +161,11 @@
       }
       if (li && b.dataset.remove !== undefined && window.confirm(`Remove ${li.dataset.procedure} from the queue?`)) post("queue/remove/", {uid: li.dataset.uid});
       const tr = b.closest("tr[data-uid]");
-      if (tr && b.dataset.requeue !== undefined) post("queue/history/requeue/", {uid: tr.dataset.uid});
+      // A flow queued again runs every step again (frames included): Recover is the way to finish one.
+      if (tr && b.dataset.requeue !== undefined && (b.dataset.flow !== "true" || window.confirm(
+        `Queue ${b.dataset.procedure} again from the start? Every step runs again, frames included (Recover runs only what did not succeed).`))) {
+        post("queue/history/requeue/", {uid: tr.dataset.uid});
+      }
       if (tr && b.dataset.recover !== undefined && window.confirm("Recover this flow? A new run is queued at the front: the steps that succeeded are not run again, the others run again.")) {
         post("queue/history/recover/", {uid: tr.dataset.uid});
       }
@@ -172,6 +185,7 @@
       dragged = null;
     });
   }
+  $("history-more-btn").addEventListener("click", () => { historyLimit += 50; version = null; refresh(); });
   refresh();
   setInterval(refresh, 1000);
 })();
