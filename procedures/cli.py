@@ -429,11 +429,14 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if api is not None:
             api.close()
-    if args.json:
-        print(json.dumps(data, indent=2))
-    else:
-        text = show(args, data) if data.get("success") else f"refused: {data.get('msg')}"
-        print(text, file=sys.stdout if data.get("success") else sys.stderr)
+    try:
+        if args.json:
+            print(json.dumps(data, indent=2))
+        else:
+            text = show(args, data) if data.get("success") else f"refused: {data.get('msg')}"
+            print(text, file=sys.stdout if data.get("success") else sys.stderr, flush=True)
+    except BrokenPipeError:  # `pyros queue flow X | head`: the reader had enough, no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return EXIT_OK if data.get("success") else EXIT_REFUSED
 
 

@@ -183,3 +183,17 @@ def test_pause_and_stop_say_what_they_do_to_the_running_item(loaded):
     QueueItem.objects.update(status="completed")
     op.post("/api/queue/start/", {}, format="json")
     assert op.post("/api/queue/stop/", {}, format="json").json()["msg"] == "queue stopped"
+
+
+def test_cli_output_piped_into_head_ends_without_a_traceback(loaded, live_server, transactional_db):
+    """`pyros ... | head` printed a BrokenPipeError traceback when the output outgrew the pipe."""
+    token = Token.objects.create(user=UserFactory(role=User.Role.OPERATOR)).key
+    QueueItem.objects.bulk_create([  # ~1 MB of JSON: far more than a pipe holds once head has gone
+        QueueItem(procedure="count_up", params={}, timeout_s=60, sky="none", status="completed", message="x" * 2000)
+        for _ in range(500)])
+    env = {"PYROS_URL": live_server.url, "PYROS_TOKEN": token, "PATH": "/usr/bin:/bin",
+           "PYROS_CLI_CONFIG": "/nonexistent"}
+    r = subprocess.run(f"{sys.executable} -m procedures.cli --json queue history --limit 500 | head -1", shell=True,
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.stdout == "{\n"
+    assert "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr, r.stderr
