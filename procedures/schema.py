@@ -102,10 +102,15 @@ def procedure_schema(func, *, name: str, title: str = "") -> dict:
             prop["description"] = meta.help or help_text
         if meta.unit or unit:
             prop["x-unit"] = meta.unit or unit
+        bounded = prop["items"] if prop.get("type") == "array" else prop  # a list's bounds are its values'
         if meta.minimum is not None:
-            prop["minimum"] = meta.minimum
+            bounded["minimum"] = meta.minimum
         if meta.maximum is not None:
-            prop["maximum"] = meta.maximum
+            bounded["maximum"] = meta.maximum
+        if meta.min_items is not None:
+            if prop.get("type") != "array":
+                raise SchemaError(f"{name}({p.name}): min_items is for a list parameter")
+            prop["minItems"] = meta.min_items
         if p.default is inspect.Parameter.empty:
             required.append(p.name)
         else:

@@ -43,8 +43,9 @@ class Param:
 
     unit: str = ""
     help: str = ""
-    minimum: float | None = None
+    minimum: float | None = None  # for a list: of each of its values
     maximum: float | None = None
+    min_items: int | None = None  # a list: at least this many values
 
 
 @dataclass(frozen=True)

@@ -101,8 +101,9 @@ def offsets(ctx):
 
 @procedure(title="Pointing model grid", timeout_s=7200, sky="dark", tags=("pointing", "flow"))
 def pointing_grid(ctx, *,
-                  hour_angles_h: list[float] = (-2.0, 0.0, 2.0),
-                  declinations_deg: list[float] = (0.0, 30.0, 60.0),
+                  hour_angles_h: Annotated[list[float], Param(minimum=-12, maximum=12, min_items=1)] = (-2.0, 0.0, 2.0),
+                  declinations_deg: Annotated[list[float], Param(minimum=-90, maximum=90, min_items=1)] = (
+                      0.0, 30.0, 60.0),
                   exposure_s: Annotated[float, Param(unit="s", minimum=0.01)] = 5.0,
                   filter_name: str = "",
                   settle_s: Annotated[float, Param(unit="s", minimum=0)] = 2.0,

@@ -40,6 +40,20 @@ def test_strings_are_converted_by_type_never_evaluated(loaded):
     assert errors and "exposure_s" in errors[0]
 
 
+def test_a_grid_without_points_or_off_the_sky_is_refused_before_it_is_queued(loaded):
+    """`pyros queue add pointing_grid hour_angles_h=[]` was queued, started, then failed ('the grid is empty');
+    declinations_deg=[120] went through too. A list's bounds apply to its values; min_items to its length."""
+    schema = Procedure.objects.get(name="pointing_grid").schema
+    assert schema["properties"]["declinations_deg"]["items"] == {"type": "number", "minimum": -90, "maximum": 90}
+    _, errors = validate_params(schema, {"hour_angles_h": []})
+    assert errors == ["hour_angles_h: [] should be non-empty"]
+    _, errors = validate_params(schema, {"declinations_deg": [30, 120]})
+    assert errors == ["declinations_deg.1: 120 is greater than the maximum of 90"]
+    with pytest.raises(QueueError, match="should be non-empty"):
+        services.queue_item_add(procedure="pointing_grid", params={"hour_angles_h": []}, by="test")
+    assert not QueueItem.objects.exists()
+
+
 def test_a_broken_module_is_shown_with_its_traceback_and_breaks_no_other(loaded):
     (loaded / "broken.py").write_text("from procedures.sdk import procedure\nimport does_not_exist\n")
     (loaded / "syntax.py").write_text("def oops(:\n")
