@@ -96,5 +96,6 @@ def test_the_light_curve_panel_names_its_chart_and_titles_its_axes(operator_clie
                                                                 "candidates": []})
     assert re.search(r'role="figure"\s+aria-label="Light curve of GRB 261204A: AB magnitude against time since '
                      r'the burst \(s, logarithmic\), 1 detection and 0 upper limits"', html)
-    assert 'title: {text: "Light curve of GRB 261204A"' in html
+    # the visible title, wrapped to the chart's width (pyrosChartFit)
+    assert 'pyrosChartFit(plot, "Light curve of GRB 261204A")' in html and "title: {text: fit.title" in html
     assert 'title: {text: "Time since the burst (s)"}' in html and 'title: {text: "magnitude (AB)"}' in html
