@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from common.formats import utc
+
 logger = logging.getLogger("pyros.alert_manager.kafka")
 librdkafka_logger = logging.getLogger("pyros.alert_manager.kafka.librdkafka")
 
@@ -409,14 +411,14 @@ def health_status(health: HealthSnapshot | Mapping[str, Any], now: float | None 
     if d.get("state") == "stopped":
         return "error", "the Kafka intake has stopped"
     if d.get("state") == "disconnected":
-        since = d.get("disconnected_since") or "?"
+        since = utc(d.get("disconnected_since")) if d.get("disconnected_since") else "?"
         return "error", f"disconnected from {server} since {since}: {d.get('last_error') or 'no broker reachable'}"
     if d.get("store_failing"):
         return "error", f"cannot store alerts: {d.get('last_error') or 'store failed'}"
     if d.get("heartbeat_alarm"):
         last = _parse_iso(d.get("last_heartbeat_at"))
         if last is None:
-            return "error", f"no {HEARTBEAT_TOPIC} message received since start-up ({d.get('started_at')})"
+            return "error", f"no {HEARTBEAT_TOPIC} message received since start-up ({utc(d.get('started_at'))})"
         return "error", f"no {HEARTBEAT_TOPIC} message for {now - last:.0f} s"
     if d.get("state") == "connecting":
         return "warning", f"connecting to {server}"
@@ -425,7 +427,7 @@ def health_status(health: HealthSnapshot | Mapping[str, Any], now: float | None 
         return "warning", f"connected to {server}; {lag} message(s) not yet stored"
     age = d.get("heartbeat_age_s")
     beat = f", last heartbeat {age:.0f} s ago" if age is not None else ""
-    return "ok", f"connected to {server}{beat}; {d.get('stored', 0)} alert(s) stored since {d.get('started_at')}"
+    return "ok", f"connected to {server}{beat}; {d.get('stored', 0)} alert(s) stored since {utc(d.get('started_at'))}"
 
 
 # --------------------------------------------------------------------------------------------------

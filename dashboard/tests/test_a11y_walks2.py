@@ -146,7 +146,7 @@ FORMATS_SCRIPT = """
 }
 """
 
-# Sentences written outside the pages' templates, checked on their own (test_the_stream_summary_reads_utc)
+# Sentences written by Python (not a template), checked on their own (test_the_stream_summary_reads_utc)
 WRITTEN_ELSEWHERE = ", #kafka-summary"
 
 BAD_FORMATS = {
@@ -206,7 +206,7 @@ CHART_LAYOUT_SCRIPT = """
 """
 
 
-# Charts drawn by scripts outside this change's files, checked on their own (test_the_plan_chart_legend_on_a_phone,
+# Charts checked on their own, at phone and desktop sizes (test_the_plan_chart_legend_on_a_phone,
 # test_the_request_altitude_legend)
 DRAWN_ELSEWHERE = "#schedule-timeline, [id^=altitude-]"
 
@@ -309,8 +309,6 @@ def test_new_pages_fit_a_phone(require_chromium, walked, live_server, browser, s
     assert not broken, "\n".join(f"{where}: {b}" for where, dates in broken.items() for b in dates)
 
 
-@pytest.mark.xfail(strict=True, reason="alert_manager.kafka_consumer.health_status puts the snapshot's ISO strings "
-                   "('stored since 2026-12-04T21:41:21.189+00:00') into its sentence instead of common.formats.utc")
 def test_the_stream_summary_reads_utc(require_chromium, walked, live_server, page):
     log_in(page, live_server, *walked["site"].seed.credentials["operator"])
     page.goto(f"{live_server.url}/alerts/streams/")
@@ -319,8 +317,6 @@ def test_the_stream_summary_reads_utc(require_chromium, walked, live_server, pag
     assert format_problems(summary) == []
 
 
-@pytest.mark.xfail(strict=True, reason="scheduler/static/scheduler/timeline.js puts the plan's legend (Running, "
-                   "Planned) beside the title's second line on a phone, over its end")
 def test_the_plan_chart_legend_on_a_phone(require_chromium, walked, live_server, browser):
     context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
     page = context.new_page()
@@ -344,9 +340,6 @@ def test_the_flow_items_times_say_their_date(require_chromium, walked, live_serv
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", facts["ended"]), facts
 
 
-@pytest.mark.xfail(strict=True, reason="routine_manager/templates/routine_manager/request_detail.html draws the "
-                   "sequence's altitude with its legend inside the plot's top right, over the target's curve at its "
-                   "highest (the editor's preview had the same, fixed in target_tools.js)")
 @pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
 def test_the_request_altitude_legend(require_chromium, walked, live_server, browser, viewport):
     context = browser.new_context(viewport=viewport)

@@ -149,7 +149,10 @@
       const labels = [...new Set(data.entries.map((e) => e.label))];
       Object.assign(layout.yaxis, {tickvals: labels,
                                    ticktext: labels.map((l) => (l.length > 11 ? l.slice(0, 10) + "…" : l))});
-      layout.margin = Object.assign({}, layout.margin, {l: 10, t: 75});
+      // The title takes two lines there: the legend goes under it, at the left, above the plotting area
+      // (at the right it overlapped the title's second line).
+      layout.margin = Object.assign({}, layout.margin, {l: 10, t: 100});
+      layout.legend = {orientation: "h", x: 0, xanchor: "left", y: 1, yanchor: "bottom"};
     }
     if (!data.entries.length) {
       layout.annotations.push({text: "Nothing planned", xref: "paper", yref: "paper", x: 0.5, y: 0.5,
