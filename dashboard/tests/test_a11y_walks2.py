@@ -328,8 +328,6 @@ def test_the_plan_chart_legend_on_a_phone(require_chromium, walked, live_server,
     assert problems == []
 
 
-@pytest.mark.xfail(strict=True, reason="procedures/static/procedures/item.js shows the item's added/started/ended "
-                   "times as a time of day only ('00:34:57 UTC'): an item of an earlier night reads as today's")
 def test_the_flow_items_times_say_their_date(require_chromium, walked, live_server, page):
     log_in(page, live_server, *walked["site"].seed.credentials["operator"])
     page.goto(f"{live_server.url}/procedures/items/{walked['item'].uid}/")

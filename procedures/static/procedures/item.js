@@ -22,7 +22,8 @@
     box.className = "alert py-2 " + (ok ? "alert-success" : "alert-danger");
     if (html) box.innerHTML = html; else box.textContent = msg;
   }
-  const time = (iso) => (iso ? window.pyrosFormat.utc(iso, "time") : "—");
+  const time = (iso) => (iso ? window.pyrosFormat.utc(iso, "time") : "—");  // log lines: the time of day
+  const moment = (iso) => (iso ? window.pyrosFormat.utc(iso) : "—");  // an item's times: with their date
 
   function stepLine(s, itemEnded) {
     const shown = JSON.stringify(s.value);
@@ -44,8 +45,8 @@
     current = item;
     $("item-status").textContent = item.status;
     $("item-status").className = "badge text-bg-" + (BADGE[item.status] || "secondary");
-    const facts = [["procedure", item.procedure], ["parameters", JSON.stringify(item.params)], ["added", `${time(item.added_at)} by ${item.added_by || "?"}`],
-      ["started", time(item.started_at)], ["ended", time(item.ended_at)], ["duration", item.duration_s !== null ? item.duration_s.toFixed(1) + " s" : "—"],
+    const facts = [["procedure", item.procedure], ["parameters", JSON.stringify(item.params)], ["added", `${moment(item.added_at)} by ${item.added_by || "?"}`],
+      ["started", moment(item.started_at)], ["ended", moment(item.ended_at)], ["duration", item.duration_s !== null ? item.duration_s.toFixed(1) + " s" : "—"],
       ["outcome", item.message || "—"]];
     if (item.status === "running") facts.push(["progress", `${item.progress.current ?? ""}${item.progress.total ? " / " + item.progress.total : ""} ${item.progress.message || ""}`.trim() || "—"]);
     const published = item.published && Object.keys(item.published).length

@@ -59,7 +59,7 @@
       <button class="btn btn-sm btn-outline-danger py-0" data-remove title="remove" aria-label="remove ${esc(it.procedure)}">✕</button>` : ""}</li>`).join("");
   }
   function drawHistory(items) {
-    $("history").innerHTML = items.map((it) => `<tr data-uid="${it.uid}"><td>${esc(window.pyrosFormat.utc(it.ended_at, "time"))}</td>
+    $("history").innerHTML = items.map((it) => `<tr data-uid="${it.uid}"><td>${esc(window.pyrosFormat.utc(it.ended_at, "min"))}</td>
       <td><a href="/procedures/items/${esc(it.uid)}/">${esc(it.procedure)}</a>${it.recovers ? ' <span class="badge text-bg-light border" title="a recovery run">recovery</span>' : ""}</td><td><span class="badge text-bg-${it.status === "completed" ? "success" : it.status === "failed" ? "danger" : "warning"}">${esc(it.status)}</span></td>
       <td>${it.duration_s ? it.duration_s.toFixed(1) + " s" : ""}</td><td class="text-truncate" style="max-width:14rem" title="${esc(it.traceback || it.message)}">${esc(it.message)}</td>
       <td class="text-nowrap">${operator ? `<button class="btn btn-sm btn-outline-primary py-0" data-requeue data-procedure="${esc(it.procedure)}" data-flow="${it.is_flow}" title="queue it again from the start">again</button>` : ""}
