@@ -42,7 +42,8 @@ def filter_wheel_check(ctx, *, rounds: Annotated[int, Param(minimum=1, maximum=1
 
 
 @procedure(title="Dome rotation check", timeout_s=900, sky="none", tags=("engineering",))
-def dome_check(ctx, *, azimuths_deg: list[float] = (90.0, 180.0, 270.0, 0.0),
+def dome_check(ctx, *, azimuths_deg: Annotated[list[float], Param(unit="deg", minimum=0, maximum=360, min_items=1)] = (
+                   90.0, 180.0, 270.0, 0.0),
                tolerance_deg: Annotated[float, Param(unit="deg", minimum=0.1)] = 2.0):
     """Rotate the dome to each azimuth (the shutter is not opened) and check where it arrives.
 
@@ -70,7 +71,7 @@ def dome_check(ctx, *, azimuths_deg: list[float] = (90.0, 180.0, 270.0, 0.0),
 
 @procedure(title="Calibration set (bias and darks)", timeout_s=3600, sky="none", tags=("calibration",))
 def calibration_set(ctx, *, bias: Annotated[int, Param(minimum=0, maximum=100)] = 10,
-                    dark_exposures_s: list[float] = (10.0, 60.0),
+                    dark_exposures_s: Annotated[list[float], Param(unit="s", minimum=0, min_items=1)] = (10.0, 60.0),
                     darks_each: Annotated[int, Param(minimum=0, maximum=100)] = 5):
     """Bias frames and darks of each exposure, stored like the night's calibrations (the analyzer builds masters
     from them). Run it with the dome closed after a camera change.

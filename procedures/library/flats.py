@@ -16,7 +16,7 @@ def next_exposure_s(exposure_s: float, level_adu: float, target_adu: float, lo_s
 
 @procedure(title="Sky flats (exposure ramp)", timeout_s=2400, sky="twilight", tags=("calibration",))
 def sky_flats(ctx, *,
-              filters: list[str] = ("R",),
+              filters: Annotated[list[str], Param(min_items=1)] = ("R",),
               per_filter: Annotated[int, Param(minimum=1, maximum=50)] = 5,
               target_adu: Annotated[float, Param(unit="ADU", minimum=100)] = 25000.0,
               tolerance: Annotated[float, Param(minimum=0.05, maximum=0.9)] = 0.3,

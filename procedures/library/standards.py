@@ -21,8 +21,8 @@ LANDOLT_FIELDS = {
 
 @procedure(title="Standard-star sequence", timeout_s=5400, sky="dark", tags=("photometry",))
 def standard_stars(ctx, *,
-                   fields: list[str] = ("SA92", "SA104", "SA110"),
-                   filters: list[str] = ("V", "R"),
+                   fields: Annotated[list[str], Param(min_items=1)] = ("SA92", "SA104", "SA110"),
+                   filters: Annotated[list[str], Param(min_items=1)] = ("V", "R"),
                    exposure_s: Annotated[float, Param(unit="s", minimum=0.01)] = 10.0,
                    repeats: Annotated[int, Param(minimum=1, maximum=20)] = 1,
                    min_altitude_deg: Annotated[float, Param(unit="deg", minimum=0, maximum=89)] = 30.0):

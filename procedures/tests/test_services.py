@@ -54,6 +54,21 @@ def test_a_grid_without_points_or_off_the_sky_is_refused_before_it_is_queued(loa
     assert not QueueItem.objects.exists()
 
 
+def test_no_shipped_procedure_takes_an_empty_list(loaded):
+    """An empty list of azimuths, exposures, filters or fields would be queued, then do nothing or fail."""
+    lists = 0
+    optional = {("disk_check", "paths")}  # folders checked besides the data folder: none is a valid answer
+    for proc in Procedure.objects.all():
+        for name, prop in proc.schema["properties"].items():
+            if prop.get("type") == "array" and (proc.name, name) not in optional:
+                lists += 1
+                _, errors = validate_params(proc.schema, {name: []})
+                assert errors == [f"{name}: [] should be non-empty"], (proc.name, name, errors)
+    assert lists >= 7  # dome_check, calibration_set, sky_flats, standard_stars (2), pointing_grid (2)
+    _, errors = validate_params(Procedure.objects.get(name="dome_check").schema, {"azimuths_deg": [90, 400]})
+    assert errors == ["azimuths_deg.1: 400 is greater than the maximum of 360"]
+
+
 def test_a_broken_module_is_shown_with_its_traceback_and_breaks_no_other(loaded):
     (loaded / "broken.py").write_text("from procedures.sdk import procedure\nimport does_not_exist\n")
     (loaded / "syntax.py").write_text("def oops(:\n")
