@@ -16,7 +16,7 @@ Environment (defaults in brackets):
 - ``PYROS_COMET_LOCAL_IVO`` [ivo://pyros/broker].
 - ``PYROS_COMET_AUTHOR_WHITELIST`` [127.0.0.1/32]: comma-separated networks allowed to submit.
 - ``PYROS_COMET_REMOTES`` [none]: comma-separated HOST:PORT brokers to subscribe to (e.g. GCN).
-- ``PYROS_COMET_EVENTDB`` [var/comet-eventdb]: Comet's duplicate-detection database (SQLite files through
+- ``PYROS_COMET_EVENTDB`` [$PYROS_VAR_DIR/comet-eventdb, var/comet-eventdb]: Comet's duplicate-detection database (SQLite files through
   ``comet_plugins/anydbm.py``, which Comet imports before ``dbm``: ``dbm.dumb`` slows down with every packet).
 - ``PYROS_COMET_SAVE_EVENTS`` [unset]: a directory where Comet also writes each packet.
 - ``PYROS_COMET_PLUGIN_MODE`` [spool]: ``spool`` (files + the intake daemon), ``intake`` (in Comet) or ``timestamp``.
@@ -77,7 +77,9 @@ class CometConfig:
             receive_port=port,
             local_ivo=env.get("PYROS_COMET_LOCAL_IVO", DEFAULT_LOCAL_IVO),
             author_whitelist=tuple(w for w in whitelist if w),
-            eventdb_dir=_resolve(env.get("PYROS_COMET_EVENTDB", DEFAULT_EVENTDB)),
+            # beside PyROS's other state (PYROS_VAR_DIR, var/ by default), unless named
+            eventdb_dir=_resolve(env.get("PYROS_COMET_EVENTDB")
+                                 or str(Path(env.get("PYROS_VAR_DIR") or "var") / "comet-eventdb")),
             remotes=remotes,
             save_event_dir=_resolve(save) if save else None,
             plugin_mode=env.get("PYROS_COMET_PLUGIN_MODE", "spool"),

@@ -212,3 +212,10 @@ def test_vtp_client_against_the_test_server() -> None:
         assert len(server.received) == 2
     with pytest.raises(VTPError, match="failed"):
         send_voevent("127.0.0.1", _free_port(), _packet(6), timeout_s=2)
+
+
+def test_comets_event_database_lives_in_pyros_var_dir_unless_named(tmp_path: Path) -> None:
+    assert CometConfig.from_env({"PYROS_VAR_DIR": str(tmp_path)}).eventdb_dir == tmp_path / "comet-eventdb"
+    named = CometConfig.from_env({"PYROS_VAR_DIR": str(tmp_path), "PYROS_COMET_EVENTDB": str(tmp_path / "db")})
+    assert named.eventdb_dir == tmp_path / "db"
+    assert CometConfig.from_env({}).eventdb_dir.parts[-2:] == ("var", "comet-eventdb")
