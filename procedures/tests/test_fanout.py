@@ -144,8 +144,8 @@ def test_a_worker_killed_mid_task_fails_the_wait_with_a_clear_error_within_its_t
     env = _env(broker_env, frames)
     queue = f"analysis-fanout-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     log_path = tmp_path / "worker.log"
-    # Tasks that hold the worker 2 s each, one at a time: killed just after the first one ends, the worker
-    # certainly has the second in its hands.
+    # Tasks that hold the worker 2 s each, one at a time: killed while the second one runs (its start seen in
+    # the log), the worker certainly has it in its hands.
     worker = celery_worker(env, queue, log_path, concurrency=1, include="procedures.tests.fanout_tasks")
     timeout_s = scaled_s(15)
     try:
@@ -153,9 +153,10 @@ def test_a_worker_killed_mid_task_fails_the_wait_with_a_clear_error_within_its_t
                    what="celery worker ready")
         caller = _caller(env, {"task": "hold", "values": [2.0] * 6, "queue": queue, "timeout_s": timeout_s,
                                "register": ["hold", "pyros.tests.hold"]})
-        wait_until(lambda: "succeeded in" in log_path.read_text(errors="replace"), timeout_s=scaled_s(60),
-                   what="the first task done")
-        time.sleep(0.3)
+        # killed once the second task runs (its start is in the result backend, where the caller reads it)
+        wait_until(lambda: log_path.read_text(errors="replace").count("holding the worker") >= 2,
+                   timeout_s=scaled_s(60), what="the second task running")
+        time.sleep(0.2)
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait(10)
         answer = _answer(caller, timeout_s + scaled_s(30))
@@ -164,7 +165,11 @@ def test_a_worker_killed_mid_task_fails_the_wait_with_a_clear_error_within_its_t
     error = answer.get("error")
     assert error, answer
     assert "pyros.tests.hold task(s) failed" in error and "pyros.tests.hold(2.0) [" in error
-    assert f"started on {queue}@localhost" in error and "the worker was lost" in error, error
+    # What the caller saw decides the words: the task's start read from the result backend ("started on <worker>
+    # ... the worker was lost"), or, when the worker died before the caller read it (the file backend, a loaded
+    # machine: 1 run in 3 here), that no worker delivered it. Either way the wait ends at its deadline.
+    assert (f"started on {queue}@localhost" in error and "the worker was lost" in error) or (
+        "no result within" in error and "no worker took it" in error), error
     assert answer["elapsed_s"] < timeout_s + scaled_s(3)  # the deadline, a ping, no hang
 
 
