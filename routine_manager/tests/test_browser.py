@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from dashboard.tests.test_browser import log_in
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
@@ -30,13 +32,7 @@ def _zenith_now(site) -> tuple[float, float]:
 def test_create_check_fix_submit_list_cancel(require_chromium, demo, live_server, page, screenshot_dir):
     from pyrosapp.models import Request
 
-    email, password = demo.credentials["astronomer"]
-    page.set_default_timeout(20_000)
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=username]", email)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r".*/$"))
+    log_in(page, live_server, *demo.credentials["astronomer"])
 
     page.goto(f"{live_server.url}/requests/")
     page.click("#new-request")

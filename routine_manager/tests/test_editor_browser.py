@@ -9,6 +9,8 @@ import re
 
 import pytest
 
+from dashboard.tests.test_browser import log_in
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
@@ -21,13 +23,7 @@ def demo(transactional_db, settings):
 
 
 def test_resolve_m51_then_preview_its_altitude(require_chromium, demo, live_server, page, screenshot_dir):
-    email, password = demo.credentials["astronomer"]
-    page.set_default_timeout(20_000)
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=username]", email)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r".*/$"))
+    log_in(page, live_server, *demo.credentials["astronomer"])
 
     page.goto(f"{live_server.url}/requests/")
     page.click("#new-request")
