@@ -102,6 +102,24 @@ OUTCOMES = ("success", "failure", "complete")
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.+:")
 
 
+def open_to_sky(ctx, *, timeout_s: float = 300.0) -> dict:
+    """Before pointing at the sky: the dome unparked and its shutter open (when there is a dome), the mount
+    unparked. Returns what it had to do: ``{"dome_opened": bool, "mount_unparked": bool}``."""
+    opened = False
+    if ctx.observatory.dome:
+        dome = ctx.dome.state()
+        if dome.parked:
+            ctx.dome.unpark()
+        if dome.shutter != "open":
+            ctx.set_progress(0, None, "opening the dome")
+            ctx.dome.open_shutter(timeout_s=timeout_s)
+            opened = True
+    parked = bool(ctx.mount.state().parked)
+    if parked:
+        ctx.mount.unpark()
+    return {"dome_opened": opened, "mount_unparked": parked}
+
+
 class FlowError(ValueError):
     """A flow declared wrong (a duplicate name, an unknown requirement, a cycle...): the item fails before any
     step runs, with this message."""

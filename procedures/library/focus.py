@@ -4,7 +4,7 @@ from typing import Annotated
 
 import numpy as np
 
-from procedures.sdk import Param, ProcedureError, procedure
+from procedures.sdk import Param, ProcedureError, open_to_sky, procedure
 
 
 def star_fwhm_arcsec(pixels: np.ndarray, scale_arcsec: float) -> float | None:
@@ -93,15 +93,7 @@ def focus_sweep(ctx, *,
 
 def point_at(ctx, ra_deg: float, dec_deg: float) -> None:
     """Open the dome if it is closed, unpark, slew and let the dome follow."""
-    if ctx.observatory.dome:
-        dome = ctx.dome.state()
-        if dome.parked:
-            ctx.dome.unpark()
-        if dome.shutter != "open":
-            ctx.set_progress(0, None, "opening the dome")
-            ctx.dome.open_shutter(timeout_s=300)
-    if ctx.mount.state().parked:
-        ctx.mount.unpark()
+    open_to_sky(ctx)
     ctx.set_progress(0, None, f"slewing to RA {ra_deg:.3f} Dec {dec_deg:+.3f}")
     ctx.wait(ctx.mount.start_slew(ra_deg=ra_deg, dec_deg=dec_deg), 600)
     ctx.check()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Annotated
 
-from procedures.sdk import Flow, Loop, Param, ProcedureError, Step, procedure
+from procedures.sdk import Flow, Loop, Param, ProcedureError, Step, open_to_sky, procedure
 
 
 def local_sidereal_deg(longitude_deg: float) -> float:
@@ -21,19 +21,7 @@ def local_sidereal_deg(longitude_deg: float) -> float:
 
 def prepare(ctx):
     """The sky: the dome unparked and open, the mount unparked."""
-    opened = False
-    if ctx.observatory.dome:
-        dome = ctx.dome.state()
-        if dome.parked:
-            ctx.dome.unpark()
-        if dome.shutter != "open":
-            ctx.set_progress(0, None, "opening the dome")
-            ctx.dome.open_shutter(timeout_s=300)
-            opened = True
-    parked = ctx.mount.state().parked
-    if parked:
-        ctx.mount.unpark()
-    ctx.publish(dome_opened=opened, mount_unparked=bool(parked))
+    ctx.publish(**open_to_sky(ctx))
 
 
 def slew(ctx, *, settle_s: float):
